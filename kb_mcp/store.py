@@ -1,0 +1,733 @@
+"""KnowledgeStore: the async domain API over Redis Stack (facts, keyword and semantic search, export/import).
+
+No MCP types here. Every Redis command or pipeline goes through `AsyncRedisManager.run` (breaker + 2 s deadline),
+every embedding through `bounded("index", ...)`, every file operation through `bounded("file", ...)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import numpy as np
+from llama_index.core.vector_stores.types import (
+    FilterCondition,
+    MetadataFilter,
+    MetadataFilters,
+    VectorStoreQuery,
+)
+from redis.asyncio import Redis
+from redis.commands.search.field import NumericField, TagField, TextField, VectorField
+from redis.commands.search.indexDefinition import IndexDefinition, IndexType
+from redis.exceptions import ResponseError
+
+from kb_mcp import logs
+from kb_mcp.config import Settings, TimeoutKind
+from kb_mcp.embeddings import KbEmbedding, build_embedding
+from kb_mcp.errors import InvalidInput, KbError, NotFound, StartupError
+from kb_mcp.facts import (
+    F_CREATED,
+    F_DOC,
+    F_HASH,
+    F_ID,
+    F_META,
+    F_TAGS,
+    F_TEXT,
+    F_UPDATED,
+    F_VECTOR,
+    READ_FIELDS,
+    Fact,
+    FactPage,
+    Scalar,
+    ScoredFact,
+    StoredFact,
+    build_record,
+    check_content,
+    check_fact_id,
+    check_int,
+    check_metadata,
+    check_query,
+    check_score,
+    check_tags,
+    content_hash,
+    decode_metadata,
+    export_line,
+    fact_from_fields,
+    format_ts,
+    split_tags,
+    to_datetime,
+    vector_bytes,
+)
+from kb_mcp.redis_manager import AsyncRedisManager, ManagerState
+from kb_mcp.timeouts import Observer, bounded
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Redis names: one block. Keys `<ns>:fact:<fact_id>` are hashes indexed by `<ns>:idx`.
+FACT_KEY = "{ns}:fact:{fact_id}"
+INDEX_NAME = "{ns}:idx"
+SCAN_BATCH = 500
+WRITE_BATCH = 256
+EMBED_BATCH = 64
+MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
+TOP_K_MAX = 50
+LIMIT_MAX = 100
+
+# Upsert or create-if-absent of one fact, atomically: created_at survives updates, stale fields never linger.
+# KEYS[1] fact key; ARGV: mode ('upsert'|'create'), now, content_hash, then field/value pairs.
+# Returns {1|0 created, created_at} or {-1} when 'create' finds a different fact under the key.
+PUT_SCRIPT = """
+local existing = redis.call('HGET', KEYS[1], 'created_at')
+if existing and ARGV[1] == 'create' then
+  if redis.call('HGET', KEYS[1], 'content_hash') == ARGV[3] then return {0, existing} end
+  return {-1, existing}
+end
+local created = existing or ARGV[2]
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'created_at', created, unpack(ARGV, 4))
+if existing then return {0, created} end
+return {1, created}
+"""
+
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """What `stats()` reports: for the kb_stats tool, `kb-mcp stats`, /health and metrics."""
+
+    namespace: str
+    index: str
+    facts: int | None
+    index_state: str
+    percent_indexed: float | None
+    vector_algorithm: str
+    dimensions: int
+    embedding: str
+    redis_version: str | None
+    used_memory_bytes: int | None
+    redis: ManagerState
+    error: str | None = None
+
+
+class KnowledgeStore:
+    """Facts in Redis hashes under a namespace, indexed by RediSearch for keywords and vectors."""
+
+    def __init__(self, settings: Settings, manager: AsyncRedisManager, embedding: KbEmbedding,
+                 observe: Observer | None = None) -> None:
+        from llama_index.vector_stores.redis import RedisVectorStore
+        from redisvl.schema import IndexSchema
+
+        logs.silence_stdout_loggers()
+        self.settings = settings
+        self.manager = manager
+        self.embedding = embedding
+        self.namespace = settings.namespace
+        self.index_name = INDEX_NAME.format(ns=self.namespace)
+        self.key_prefix = FACT_KEY.format(ns=self.namespace, fact_id="")
+        self._timeouts = settings.timeouts
+        self._observe = observe
+        self._index_ready = False
+        self._index_lock = asyncio.Lock()
+        self._put = manager.client.register_script(PUT_SCRIPT)
+        self.schema = IndexSchema.from_dict({
+            "index": {"name": self.index_name, "prefix": self.key_prefix.rstrip(":"), "key_separator": ":",
+                      "storage_type": "hash"},
+            "fields": [
+                {"name": F_ID, "type": "tag"},
+                {"name": F_DOC, "type": "tag"},
+                {"name": F_TEXT, "type": "text"},
+                {"name": F_TAGS, "type": "tag", "attrs": {"separator": ","}},
+                {"name": F_HASH, "type": "tag"},
+                {"name": F_CREATED, "type": "numeric"},
+                {"name": F_UPDATED, "type": "numeric"},
+                {"name": F_VECTOR, "type": "vector", "attrs": self._vector_attrs()},
+            ],
+        })
+        # Built with the async client only: no synchronous Redis client exists anywhere in kb-mcp.
+        self.vector_store = RedisVectorStore(
+            schema=self.schema, redis_client_async=manager.client,
+            return_fields=[F_ID, F_DOC, F_TEXT, "_node_content", "vector_distance"],
+        )
+        self.vector_store.created_async_index = True  # we create the index ourselves (never overwrite=True)
+
+    # ------------------------------------------------------------ lifecycle
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings, observe: Observer | None = None) -> AsyncIterator[KnowledgeStore]:
+        """Pool, embedding model and index check; all closed on exit. A down Redis does not stop the start."""
+        manager = AsyncRedisManager(settings, observe=observe)
+        embedding = build_embedding(settings)
+        store = cls(settings, manager, embedding, observe=observe)
+        try:
+            try:
+                await store.ensure_index()
+            except StartupError:
+                raise
+            except KbError as exc:  # Redis down or slow: serve anyway, every call reports it, recovery is automatic
+                log.warning("Redis not ready at start (%s); will retry on each call", exc)
+            yield store
+        finally:
+            await embedding.aclose()
+            await manager.aclose()
+
+    def _vector_attrs(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"dims": self.embedding.dim, "distance_metric": "cosine", "datatype": "float32",
+                                 "algorithm": self.settings.vector_algorithm}
+        if self.settings.vector_algorithm == "hnsw":
+            attrs.update(m=self.settings.hnsw_m, ef_construction=self.settings.hnsw_ef_construction,
+                         ef_runtime=self.settings.hnsw_ef_runtime)
+        return attrs
+
+    def _index_fields(self) -> list[Any]:
+        vec: dict[str, Any] = {"TYPE": "FLOAT32", "DIM": self.embedding.dim, "DISTANCE_METRIC": "COSINE"}
+        if self.settings.vector_algorithm == "hnsw":
+            vec.update(M=self.settings.hnsw_m, EF_CONSTRUCTION=self.settings.hnsw_ef_construction,
+                       EF_RUNTIME=self.settings.hnsw_ef_runtime)
+        return [
+            TagField(F_ID), TagField(F_DOC), TextField(F_TEXT), TagField(F_TAGS, separator=","), TagField(F_HASH),
+            NumericField(F_CREATED), NumericField(F_UPDATED),
+            VectorField(F_VECTOR, self.settings.vector_algorithm.upper(), vec),
+        ]
+
+    async def ensure_index(self) -> None:
+        """Create the index if missing (idempotent, never dropping data); refuse a dimension mismatch."""
+        if self._index_ready:
+            return
+        async with self._index_lock:
+            if self._index_ready:
+                return
+            info = await self._index_info()
+            if info is None:
+                try:
+                    await self._redis("FT.CREATE", self._create_index)
+                    log.info("created index %s over %s*", self.index_name, self.key_prefix)
+                except ResponseError as exc:
+                    if "already exists" not in str(exc).lower():
+                        raise
+                info = await self._index_info()
+            dim = _index_dim(info or {})
+            if dim is not None and dim != self.embedding.dim:
+                raise StartupError(
+                    f"index {self.index_name} holds {dim}-d vectors but the embedding model gives "
+                    f"{self.embedding.dim}-d; use another KB_NAMESPACE, or export and import into a fresh one")
+            self._index_ready = True
+
+    async def _create_index(self, r: Redis) -> Any:
+        definition = IndexDefinition(prefix=[self.key_prefix], index_type=IndexType.HASH)  # type: ignore[no-untyped-call]
+        search = r.ft(self.index_name)  # type: ignore[no-untyped-call]
+        return await search.create_index(self._index_fields(), stopwords=[], definition=definition)
+
+    async def _index_info(self) -> dict[str, Any] | None:
+        try:
+            raw = await self._redis("FT.INFO", lambda r: _cmd(r, "FT.INFO", self.index_name))
+        except ResponseError as exc:
+            text = str(exc).lower()
+            if "unknown index" in text or "no such index" in text:
+                return None
+            if "unknown command" in text:
+                raise StartupError("the Redis server has no search module: kb-mcp needs Redis Stack "
+                                   "(RediSearch >= 2.6); scripts/redis-stack.sh starts one") from exc
+            raise
+        return _pairs(raw)
+
+    # ------------------------------------------------------------ bounded primitives
+
+    async def _redis(self, op: str, call: Callable[[Redis], Awaitable[T]]) -> T:
+        return await self.manager.run(op, call)
+
+    async def _bounded(self, kind: TimeoutKind, awaitable: Awaitable[T], op: str) -> T:
+        if self._observe is None:
+            return await bounded(kind, awaitable, op, policy=self._timeouts)
+        return await bounded(kind, awaitable, op, policy=self._timeouts, observe=self._observe)
+
+    async def _embed(self, texts: list[str], op: str) -> np.ndarray[Any, Any]:
+        return await self._bounded("index", self.embedding.aembed(texts), op)
+
+    async def _ready(self) -> None:
+        if not self._index_ready:
+            await self.ensure_index()
+
+    def key(self, fact_id: str) -> str:
+        return FACT_KEY.format(ns=self.namespace, fact_id=fact_id)
+
+    async def _durable(self) -> None:
+        """With KB_DURABILITY=fsync, wait until the local AOF has fsynced the writes of this connection."""
+        if self.settings.durability == "fsync":
+            await self._redis("WAITAOF", lambda r: _cmd(r, "WAITAOF", 1, 0, 0))
+
+    # ------------------------------------------------------------ facts
+
+    async def store_fact(self, content: str, metadata: dict[str, Scalar] | None = None,
+                         tags: list[str] | None = None, fact_id: str | None = None) -> StoredFact:
+        """Upsert by id, embedding first: a slow or failed model leaves the old fact intact, never a hash without a
+        vector. Without an id, content equal after whitespace normalisation returns the existing fact."""
+        content = check_content(content, self.settings.max_fact_chars)
+        metadata = check_metadata(metadata)
+        tags = check_tags(tags)
+        if fact_id is not None:
+            check_fact_id(fact_id)
+        await self._ready()
+        chash = content_hash(content)
+        if fact_id is None:
+            existing = await self._find_by_hash(chash)
+            if existing is not None:
+                return existing
+        vector = vector_bytes((await self._embed([content], "embed fact"))[0])
+        now = format_ts(time.time())
+        mode, target = ("upsert", fact_id) if fact_id is not None else ("create", "f-" + chash[:24])
+        for _ in range(3):
+            record = build_record(target, content, metadata, tags, vector, updated_at=now)
+            created, created_at = await self._put_record(target, record, mode, now, chash)
+            if created >= 0:
+                await self._durable()
+                if created == 0 and mode == "create":  # lost a race with an identical store
+                    stored = await self.get_fact(target)
+                    return StoredFact(fact_id=target, created=False, created_at=stored.created_at,
+                                      updated_at=stored.updated_at)
+                return StoredFact(fact_id=target, created=bool(created), created_at=to_datetime(created_at),
+                                  updated_at=to_datetime(now))
+            target = "f-" + uuid.uuid4().hex[:24]  # the derived id is taken by other content
+        raise RuntimeError("could not allocate a fact id")  # pragma: no cover - three uuid collisions
+
+    async def _put_record(self, fact_id: str, record: dict[str, str | bytes], mode: str, now: str,
+                          chash: str) -> tuple[int, str]:
+        args: list[str | bytes] = [mode, now, chash]
+        for name, value in record.items():
+            args += [name, value]
+        result = await self._redis("store fact", lambda r: self._put(keys=[self.key(fact_id)], args=args, client=r))
+        created = int(result[0])
+        return created, (result[1].decode() if isinstance(result[1], bytes) else str(result[1]))
+
+    async def _find_by_hash(self, chash: str) -> StoredFact | None:
+        raw = await self._redis("find duplicate", lambda r: _cmd(r,
+            "FT.SEARCH", self.index_name, f"@{F_HASH}:{{{chash}}}", "NOCONTENT", "LIMIT", 0, 1, "DIALECT", 2))
+        facts = await self._load(raw[1:])
+        if not facts:
+            return None
+        return StoredFact(fact_id=facts[0].fact_id, created=False, created_at=facts[0].created_at,
+                          updated_at=facts[0].updated_at)
+
+    async def _load(self, keys: list[bytes]) -> list[Fact]:
+        """Facts of `keys` in order (one pipelined HMGET each); keys deleted meanwhile are skipped.
+
+        The hash is read rather than FT.SEARCH's RETURN, which rounds NUMERIC fields (timestamps) to ~12 digits.
+        """
+        if not keys:
+            return []
+
+        async def fetch(r: Redis) -> list[list[bytes | None]]:
+            pipe = r.pipeline(transaction=False)
+            for k in keys:
+                pipe.hmget(k, list(READ_FIELDS))  # type: ignore[arg-type]
+            return await pipe.execute()
+
+        rows = await self._redis("load facts", fetch)
+        return [fact_from_fields(dict(zip(READ_FIELDS, row, strict=True))) for row in rows if row[0] is not None]
+
+    async def get_fact(self, fact_id: str) -> Fact:
+        """The fact stored under `fact_id`, or NotFound."""
+        check_fact_id(fact_id)
+        values = await self._redis("get fact", lambda r: _cmd(r, "HMGET", self.key(fact_id), *READ_FIELDS))
+        fields = dict(zip(READ_FIELDS, values, strict=True))
+        if fields[F_ID] is None:
+            raise NotFound(fact_id)
+        return fact_from_fields(fields)
+
+    async def list_facts(self, *, query: str | None = None, tags: list[str] | None = None, limit: int = 20,
+                         cursor: str | None = None) -> FactPage:
+        """Keyword (full-text) match over content when `query` is given, else newest first; paginated.
+
+        User text is reduced to its words and each is escaped: it is never interpreted as query syntax.
+        """
+        limit = check_int(limit, "limit", 1, LIMIT_MAX)
+        tags = check_tags(tags)
+        parts: list[str] = []
+        if query is not None:
+            check_query(query)
+            words = _WORD_RE.findall(query)[:64]
+            if not words:
+                raise InvalidInput("query", "contains no words to match (letters or digits)")
+            parts.append(f"@{F_TEXT}:(" + " ".join(_escape(w) for w in words) + ")")
+        parts += [f"@{F_TAGS}:{{{_escape(t)}}}" for t in tags]
+        q = " ".join(parts) or "*"
+        scope = hashlib.sha256(q.encode()).hexdigest()[:12]
+        offset = _decode_cursor(cursor, scope) if cursor else 0
+        await self._ready()
+        args: list[Any] = ["FT.SEARCH", self.index_name, q, "NOCONTENT"]
+        if query is None:
+            args += ["SORTBY", F_CREATED, "DESC"]
+        args += ["LIMIT", offset, limit, "DIALECT", 2]
+        raw = await self._redis("search facts", lambda r: _cmd(r, *args))
+        total = int(raw[0])
+        facts = await self._load(raw[1:])
+        nxt = offset + limit
+        return FactPage(facts=facts, total=total, next_cursor=_encode_cursor(nxt, scope) if nxt < total else None)
+
+    async def semantic_search(self, query: str, top_k: int = 5, tags: list[str] | None = None,
+                              min_score: float | None = None) -> list[ScoredFact]:
+        """KNN through LlamaIndex's RedisVectorStore.aquery on the async client; best first, cosine similarity."""
+        check_query(query)
+        top_k = check_int(top_k, "top_k", 1, TOP_K_MAX)
+        tags = check_tags(tags)
+        min_score = check_score(min_score)
+        await self._ready()
+        vector = (await self._embed([query], "embed query"))[0]
+        filters = None
+        if tags:
+            filters = MetadataFilters(filters=[MetadataFilter(key=F_TAGS, value=t) for t in tags],
+                                      condition=FilterCondition.AND)
+        request = VectorStoreQuery(query_embedding=vector.tolist(), similarity_top_k=top_k, filters=filters)
+        result = await self._redis("vector search", lambda r: self.vector_store.aquery(request))
+        hits: list[ScoredFact] = []
+        for node, score in zip(result.nodes or [], result.similarities or [], strict=False):
+            if min_score is not None and score < min_score:
+                continue
+            meta = node.metadata
+            hits.append(ScoredFact(fact_id=node.node_id, content=node.get_content(),
+                                   metadata=decode_metadata(meta.get(F_META)), tags=split_tags(meta.get(F_TAGS)),
+                                   score=round(float(score), 6)))
+        return hits
+
+    async def delete_fact(self, fact_id: str) -> bool:
+        """True when a fact was deleted, False when there was none (idempotent)."""
+        check_fact_id(fact_id)
+        removed = await self._redis("delete fact", lambda r: r.delete(self.key(fact_id)))
+        await self._durable()
+        return bool(removed)
+
+    # ------------------------------------------------------------ documents
+
+    async def add_document(self, *, text: str | None = None, path: str | Path | None = None,
+                           metadata: dict[str, Scalar] | None = None, tags: list[str] | None = None,
+                           doc_id: str | None = None, chunk_tokens: int = 200, overlap_tokens: int = 30) -> list[str]:
+        """Split a text (or a file) with LlamaIndex's SentenceSplitter; store the chunks as facts sharing a doc_id.
+
+        Re-adding the same doc_id replaces its chunks. Returns the chunk fact ids in order.
+        """
+        if (text is None) == (path is None):
+            raise InvalidInput("document", "give exactly one of text or path")
+        metadata = check_metadata(metadata)
+        tags = check_tags(tags)
+        if path is not None:
+            file = Path(path)
+            text = await self._bounded("file", asyncio.to_thread(_read_text_file, file), f"read {file.name}")
+            metadata = {"source": str(file), **metadata}
+        assert text is not None
+        if not text.strip():
+            raise InvalidInput("document", "is empty")
+        doc_id = check_fact_id(doc_id, "doc_id") if doc_id else "doc-" + hashlib.sha256(
+            (str(path) if path is not None else text).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        if len(doc_id) > 110:
+            raise InvalidInput("doc_id", "must be at most 110 characters (chunk ids add a suffix)")
+        chunks = self._split(text, chunk_tokens, overlap_tokens)
+        await self._ready()
+        await self.delete_document(doc_id)
+        ids = [f"{doc_id}.{i:05d}" for i in range(len(chunks))]
+        for start in range(0, len(chunks), EMBED_BATCH):
+            part = chunks[start:start + EMBED_BATCH]
+            vectors = await self._embed(part, f"embed document {doc_id}")
+            now = format_ts(time.time())
+            records = [
+                (ids[start + i], build_record(ids[start + i], chunk, {**metadata, "chunk": start + i}, tags,
+                                              vector_bytes(vectors[i]), updated_at=now, doc_id=doc_id,
+                                              created_at=now))
+                for i, chunk in enumerate(part)
+            ]
+            await self._write_records(records, f"write document {doc_id}")
+        await self._durable()
+        return ids
+
+    def _split(self, text: str, chunk_tokens: int, overlap_tokens: int) -> list[str]:
+        from llama_index.core.node_parser import SentenceSplitter
+
+        # Our own tokenizer: LlamaIndex's default (tiktoken) downloads its vocabulary at run time.
+        tokenizer = getattr(self.embedding, "_tokenizer", None)
+        count: Callable[[str], list[int]]
+        if tokenizer is not None:
+            count = lambda s: tokenizer.encode(s, add_special_tokens=False).ids  # noqa: E731
+        else:
+            count = lambda s: s.split()  # type: ignore[assignment,return-value]  # noqa: E731
+        splitter = SentenceSplitter(chunk_size=chunk_tokens, chunk_overlap=overlap_tokens, tokenizer=count)
+        return [c for c in splitter.split_text(text) if c.strip()]
+
+    async def delete_document(self, doc_id: str) -> int:
+        """Delete every chunk of `doc_id`; returns how many."""
+        check_fact_id(doc_id, "doc_id")
+        keys: list[bytes] = []
+        while True:
+            raw = await self._redis("find document", lambda r: _cmd(r,
+                "FT.SEARCH", self.index_name, f"@{F_DOC}:{{{_escape(doc_id)}}}", "NOCONTENT", "LIMIT", 0, 1000,
+                "DIALECT", 2))
+            batch = raw[1:]
+            if not batch:
+                break
+            keys += batch
+            await self._redis("delete document", lambda r, b=batch: r.delete(*b))  # type: ignore[misc]
+        return len(keys)
+
+    async def _write_records(self, records: list[tuple[str, dict[str, str | bytes]]], op: str) -> None:
+        """One MULTI/EXEC per batch: each fact is replaced whole (DEL + HSET), never half-written."""
+        for start in range(0, len(records), WRITE_BATCH):
+            batch = records[start:start + WRITE_BATCH]
+
+            async def write(r: Redis, batch: list[tuple[str, dict[str, str | bytes]]] = batch) -> Any:
+                pipe = r.pipeline(transaction=True)
+                for fact_id, record in batch:
+                    pipe.delete(self.key(fact_id))
+                    pipe.hset(self.key(fact_id), mapping=record)
+                return await pipe.execute()
+
+            await self._redis(op, write)
+
+    async def store_many(self, facts: list[dict[str, Any]]) -> list[str]:
+        """Bulk path: validate all, embed in batches, pipelined writes. Items take store_fact's arguments;
+        an item without fact_id gets its content-derived id (no dedup search). Nothing is written if any is bad."""
+        prepared: list[tuple[str, str, dict[str, Scalar], list[str]]] = []
+        for i, item in enumerate(facts):
+            content = check_content(item.get("content"), self.settings.max_fact_chars, f"facts[{i}].content")
+            fid = item.get("fact_id")
+            fid = check_fact_id(fid, f"facts[{i}].fact_id") if fid is not None else "f-" + content_hash(content)[:24]
+            prepared.append((fid, content, check_metadata(item.get("metadata"), f"facts[{i}].metadata"),
+                             check_tags(item.get("tags"), f"facts[{i}].tags")))
+        await self._ready()
+        for start in range(0, len(prepared), EMBED_BATCH):
+            part = prepared[start:start + EMBED_BATCH]
+            vectors = await self._embed([p[1] for p in part], "embed batch")
+            now = format_ts(time.time())
+            await self._write_records(
+                [(fid, build_record(fid, content, meta, tg, vector_bytes(vectors[i]), updated_at=now, created_at=now))
+                 for i, (fid, content, meta, tg) in enumerate(part)], "write batch")
+        await self._durable()
+        return [p[0] for p in prepared]
+
+    # ------------------------------------------------------------ admin
+
+    async def stats(self) -> StoreStats:
+        """Counts, index state, memory and breaker; never raises for a down Redis (it reports it)."""
+        base: dict[str, Any] = {"namespace": self.namespace, "index": self.index_name,
+                                "vector_algorithm": self.settings.vector_algorithm, "dimensions": self.embedding.dim,
+                                "embedding": self.embedding.model_name}
+        try:
+            await self._ready()
+            info = await self._index_info() or {}
+            server = await self._redis("INFO", lambda r: r.info())
+        except KbError as exc:
+            return StoreStats(**base, facts=None, index_state="unknown", percent_indexed=None, redis_version=None,
+                              used_memory_bytes=None, redis=self.manager.state(), error=str(exc))
+        indexing = int(_s(info.get("indexing", 0)) or 0)
+        pct = float(_s(info.get("percent_indexed", 1)) or 1)
+        return StoreStats(
+            **base, facts=int(_s(info.get("num_docs", 0))), index_state="indexing" if indexing else "ready",
+            percent_indexed=round(pct * 100, 1), redis_version=_s(server.get("redis_version")),
+            used_memory_bytes=int(server.get("used_memory", 0)), redis=self.manager.state())
+
+    async def count(self) -> int:
+        info = await self._index_info() or {}
+        return int(_s(info.get("num_docs", 0)))
+
+    async def _scan_keys(self) -> AsyncIterator[list[bytes]]:
+        cursor: int = 0
+        while True:
+            cursor, keys = await self._redis("SCAN facts", lambda r, c=cursor: r.scan(  # type: ignore[misc]
+                cursor=c, match=self.key_prefix + "*", count=SCAN_BATCH, _type="hash"))
+            if keys:
+                yield keys
+            if cursor == 0:
+                return
+
+    async def export(self, path: str | Path) -> int:
+        """Write every fact as one JSON line (vectors included, base64 float32); returns how many.
+
+        SCAN + pipelined HGETALL, never KEYS; the file is written to a temporary name and renamed when complete.
+        """
+        target = Path(path)
+        tmp = target.with_name(target.name + ".part")
+        handle: IO[str] = await self._bounded("file", asyncio.to_thread(tmp.open, "w", encoding="utf-8"),
+                                              f"open {tmp.name}")
+        written = 0
+        try:
+            async for keys in self._scan_keys():
+                async def fetch(r: Redis, keys: list[bytes] = keys) -> list[dict[bytes, bytes]]:
+                    pipe = r.pipeline(transaction=False)
+                    for k in keys:
+                        pipe.hgetall(k)  # type: ignore[arg-type]
+                    return await pipe.execute()
+
+                rows = await self._redis("export batch", fetch)
+                lines = "".join(json.dumps(export_line(row), ensure_ascii=False) + "\n"
+                                for row in rows if row and b"id" in row)
+                await self._bounded("file", asyncio.to_thread(handle.write, lines), f"write {tmp.name}")
+                written += lines.count("\n")
+            await self._bounded("file", asyncio.to_thread(handle.close), f"close {tmp.name}")
+            await self._bounded("file", asyncio.to_thread(tmp.replace, target), f"rename to {target.name}")
+        except BaseException:
+            handle.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        return written
+
+    async def import_(self, path: str | Path) -> int:
+        """Load a JSONL export (or hand-written lines: records without a vector are embedded).
+
+        The whole file is validated before anything is written: a bad line changes nothing and is named.
+        """
+        source = Path(path)
+        lines: list[str] = await self._bounded("file", asyncio.to_thread(_read_lines, source), f"read {source.name}")
+        records = [self._import_record(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+        await self._ready()
+        missing = [i for i, (_, fields) in enumerate(records) if not fields[F_VECTOR]]
+        for start in range(0, len(missing), EMBED_BATCH):
+            idx = missing[start:start + EMBED_BATCH]
+            vectors = await self._embed([_s(records[i][1][F_TEXT]) for i in idx], "embed import")
+            for j, i in enumerate(idx):
+                records[i][1][F_VECTOR] = vector_bytes(vectors[j])
+        await self._write_records(records, "import batch")
+        await self._durable()
+        return len(records)
+
+    def _import_record(self, lineno: int, line: str) -> tuple[str, dict[str, str | bytes]]:
+        where = f"line {lineno}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(where, f"is not JSON ({exc.msg})") from None
+        if not isinstance(item, dict):
+            raise InvalidInput(where, "must be a JSON object")
+        content = check_content(item.get("content"), self.settings.max_fact_chars, f"{where}.content")
+        fid = check_fact_id(item.get("fact_id") or "f-" + content_hash(content)[:24], f"{where}.fact_id")
+        meta = check_metadata(item.get("metadata"), f"{where}.metadata")
+        tags = check_tags(item.get("tags"), f"{where}.tags")
+        doc_id = item.get("doc_id")
+        if doc_id is not None:
+            check_fact_id(doc_id, f"{where}.doc_id")
+        vector = b""
+        if item.get("vector"):
+            try:
+                vector = base64.b64decode(item["vector"], validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                raise InvalidInput(f"{where}.vector", "is not base64") from None
+            if len(vector) != 4 * self.embedding.dim:
+                raise InvalidInput(f"{where}.vector", f"has {len(vector) // 4} dimensions; the model has "
+                                   f"{self.embedding.dim} (drop 'vector' to re-embed)")
+        now = time.time()
+        created = _timestamp(item.get("created_at", now), f"{where}.created_at")
+        updated = _timestamp(item.get("updated_at", created), f"{where}.updated_at")
+        record = build_record(fid, content, meta, tags, vector, updated_at=format_ts(updated), doc_id=doc_id,
+                              created_at=format_ts(created))
+        return fid, record
+
+    async def rebuild_index(self) -> StoreStats:
+        """Drop the index (keeping every hash) and create it again from the current settings; Redis re-indexes."""
+        async with self._index_lock:
+            try:
+                await self._redis("FT.DROPINDEX", lambda r: _cmd(r, "FT.DROPINDEX", self.index_name))
+            except ResponseError as exc:
+                if "unknown index" not in str(exc).lower() and "no such index" not in str(exc).lower():
+                    raise
+            self._index_ready = False
+        await self.ensure_index()
+        return await self.stats()
+
+    async def drop_namespace(self) -> None:
+        """Delete the index and every fact of this namespace (tests, `kb-mcp` never calls it on its own)."""
+        with suppress(ResponseError):
+            await self._redis("FT.DROPINDEX DD", lambda r: _cmd(r, "FT.DROPINDEX", self.index_name, "DD"))
+        async for keys in self._scan_keys():
+            await self._redis("delete batch", lambda r, k=keys: r.delete(*k))  # type: ignore[misc]
+        self._index_ready = False
+
+
+# ---------------------------------------------------------------- helpers
+
+async def _cmd(r: Redis, *args: Any) -> Any:
+    """A raw command (FT.*, WAITAOF...): redis-py types execute_command loosely."""
+    return await r.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def _s(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return "" if value is None else str(value)
+
+
+def _escape(word: str) -> str:
+    """Escape every character RediSearch could read as syntax (letters, digits and _ pass through)."""
+    return "".join(c if c.isalnum() or c == "_" else "\\" + c for c in word)
+
+
+def _pairs(raw: Any) -> dict[str, Any]:
+    items = list(raw)
+    return {_s(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
+
+
+def _index_dim(info: dict[str, Any]) -> int | None:
+    for attr in info.get("attributes", []):
+        fields = [_s(x) if isinstance(x, bytes) else x for x in attr]
+        if "VECTOR" in fields:
+            for name in ("dim", "DIM"):
+                if name in fields:
+                    return int(_s(fields[fields.index(name) + 1]))
+    return None
+
+
+def _encode_cursor(offset: int, scope: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset, "s": scope}).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, scope: str) -> int:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        offset = int(data["o"])
+        same = data["s"] == scope
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidInput("cursor", "is not a cursor returned by get_fact") from None
+    if not same:
+        raise InvalidInput("cursor", "belongs to a different query or tag filter; repeat that query to page it")
+    if not 0 <= offset <= 1_000_000:
+        raise InvalidInput("cursor", "is out of range")
+    return offset
+
+
+def _timestamp(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e11:
+        raise InvalidInput(field, "must be epoch seconds")
+    return float(value)
+
+
+def _read_text_file(path: Path) -> str:
+    if not path.is_file():
+        raise InvalidInput("path", f"{str(path)!r} is not a readable file")
+    size = path.stat().st_size
+    if size > MAX_DOCUMENT_BYTES:
+        raise InvalidInput("path", f"{path.name} is {size} bytes; the limit is {MAX_DOCUMENT_BYTES}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("path", f"{path.name} is not UTF-8 text") from None
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise InvalidInput("path", f"{str(path)!r} is not a readable file")
+    with path.open(encoding="utf-8") as handle:
+        return handle.readlines()
+
+
+def iter_batches(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
