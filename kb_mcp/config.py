@@ -32,7 +32,8 @@ class Timeouts(BaseModel):
         return {"redis": self.redis_s, "file": self.file_s, "index": self.index_s}[kind]
 
 
-Namespace = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+NAMESPACE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+Namespace = Annotated[str, Field(pattern=NAMESPACE_PATTERN)]
 
 
 class Settings(BaseSettings):

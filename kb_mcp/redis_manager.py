@@ -11,9 +11,9 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
+from pydantic import BaseModel
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -104,8 +104,7 @@ class CircuitBreaker:
         self._probe_in_flight = False
 
 
-@dataclass(frozen=True)
-class ManagerState:
+class ManagerState(BaseModel):
     """What health checks and metrics show about the Redis side."""
 
     breaker: str

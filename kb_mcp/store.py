@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -28,6 +27,7 @@ from llama_index.core.vector_stores.types import (
     MetadataFilters,
     VectorStoreQuery,
 )
+from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.commands.search.field import NumericField, TagField, TextField, VectorField
 from redis.commands.search.indexDefinition import IndexDefinition, IndexType
@@ -105,8 +105,7 @@ return {1, created}
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 
 
-@dataclass(frozen=True)
-class StoreStats:
+class StoreStats(BaseModel):
     """What `stats()` reports: for the kb_stats tool, `kb-mcp stats`, /health and metrics."""
 
     namespace: str
@@ -127,7 +126,7 @@ class KnowledgeStore:
     """Facts in Redis hashes under a namespace, indexed by RediSearch for keywords and vectors."""
 
     def __init__(self, settings: Settings, manager: AsyncRedisManager, embedding: KbEmbedding,
-                 observe: Observer | None = None) -> None:
+                 observe: Observer | None = None, namespace: str | None = None) -> None:
         from llama_index.vector_stores.redis import RedisVectorStore
         from redisvl.schema import IndexSchema
 
@@ -135,7 +134,7 @@ class KnowledgeStore:
         self.settings = settings
         self.manager = manager
         self.embedding = embedding
-        self.namespace = settings.namespace
+        self.namespace = namespace or settings.namespace
         self.index_name = INDEX_NAME.format(ns=self.namespace)
         self.key_prefix = FACT_KEY.format(ns=self.namespace, fact_id="")
         self._timeouts = settings.timeouts
@@ -168,22 +167,23 @@ class KnowledgeStore:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, settings: Settings, observe: Observer | None = None) -> AsyncIterator[KnowledgeStore]:
+    async def open(cls, settings: Settings, observe: Observer | None = None,
+                   embedding: KbEmbedding | None = None) -> AsyncIterator[KnowledgeStore]:
         """Pool, embedding model and index check; all closed on exit. A down Redis does not stop the start."""
-        manager = AsyncRedisManager(settings, observe=observe)
-        embedding = build_embedding(settings)
-        store = cls(settings, manager, embedding, observe=observe)
-        try:
-            try:
-                await store.ensure_index()
-            except StartupError:
-                raise
-            except KbError as exc:  # Redis down or slow: serve anyway, every call reports it, recovery is automatic
-                log.warning("Redis not ready at start (%s); will retry on each call", exc)
+        async with Backend.open(settings, observe=observe, embedding=embedding) as backend:
+            store = backend.store(settings.namespace)
+            await store.try_ensure_index()
             yield store
-        finally:
-            await embedding.aclose()
-            await manager.aclose()
+
+    async def try_ensure_index(self) -> None:
+        """At start: create/check the index, but serve on if Redis is down (each call reports it, recovery is
+        automatic). A wrong configuration (dimension mismatch, no search module) still stops the start."""
+        try:
+            await self.ensure_index()
+        except StartupError:
+            raise
+        except KbError as exc:
+            log.warning("Redis not ready at start (%s); will retry on each call", exc)
 
     def _vector_attrs(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {"dims": self.embedding.dim, "distance_metric": "cosine", "datatype": "float32",
@@ -650,6 +650,40 @@ class KnowledgeStore:
         async for keys in self._scan_keys():
             await self._redis("delete batch", lambda r, k=keys: r.delete(*k))  # type: ignore[misc]
         self._index_ready = False
+
+
+class Backend:
+    """What all namespaces of one process share: the Redis pool (and its breaker) and the embedding model."""
+
+    def __init__(self, settings: Settings, manager: AsyncRedisManager, embedding: KbEmbedding,
+                 observe: Observer | None = None) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.embedding = embedding
+        self._observe = observe
+        self._stores: dict[str, KnowledgeStore] = {}
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings, observe: Observer | None = None,
+                   embedding: KbEmbedding | None = None) -> AsyncIterator[Backend]:
+        """The pool and the model (a given embedding is borrowed, not closed); both released on exit."""
+        manager = AsyncRedisManager(settings, observe=observe)
+        own = embedding is None
+        model = build_embedding(settings) if embedding is None else embedding
+        try:
+            yield cls(settings, manager, model, observe)
+        finally:
+            if own:
+                await model.aclose()
+            await manager.aclose()
+
+    def store(self, namespace: str) -> KnowledgeStore:
+        """The store of `namespace` (made once, cheap: its index is checked on first use)."""
+        if namespace not in self._stores:
+            self._stores[namespace] = KnowledgeStore(self.settings, self.manager, self.embedding,
+                                                     observe=self._observe, namespace=namespace)
+        return self._stores[namespace]
 
 
 # ---------------------------------------------------------------- helpers

@@ -1,0 +1,234 @@
+"""`kb-mcp`: serve (stdio | http), ingest, export, import, stats, doctor, bench.
+
+`kb-mcp` with no arguments serves MCP on stdio, which is what client configs launch. Everything this command prints
+for a person goes to stderr, except the output a subcommand was asked for (stats/doctor tables, JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from kb_mcp import __version__, logs
+from kb_mcp.config import Settings, describe_validation_error
+from kb_mcp.errors import KbError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst", ".text"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kb-mcp", description="MCP server giving LLM agents a long-term knowledge base on Redis Stack. "
+        "Configuration comes from KB_* environment variables (see README).")
+    parser.add_argument("--version", action="version", version=f"kb-mcp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="serve MCP (default: stdio)", description=(
+        "Serve the MCP tools. stdio is what Claude Desktop / Cursor launch; http serves streamable HTTP at /mcp "
+        "with GET /health and GET /metrics."))
+    serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    serve.add_argument("--allow-unauthenticated", action="store_true",
+                       help="allow binding a non-loopback address without KB_AUTH_TOKEN / KB_AUTH_TOKENS_FILE")
+
+    ingest = sub.add_parser("ingest", help="add text/markdown files or directories as chunked documents",
+                            description="Split each file with LlamaIndex's SentenceSplitter and store the chunks as "
+                                        "facts sharing a doc_id (re-ingesting a file replaces its chunks).")
+    ingest.add_argument("paths", nargs="+", type=Path)
+    ingest.add_argument("--tag", action="append", default=[], dest="tags", help="tag every chunk (repeatable)")
+    ingest.add_argument("--chunk-tokens", type=int, default=200)
+
+    export = sub.add_parser("export", help="write every fact (with vectors) to a JSONL file")
+    export.add_argument("file", type=Path)
+    imp = sub.add_parser("import", help="load a JSONL export (records without vectors are embedded)")
+    imp.add_argument("file", type=Path)
+    sub.add_parser("stats", help="fact count, index state, memory, breaker and pool")
+    sub.add_parser("doctor", help="check Redis, the search module, the index, the model and the timeouts")
+    sub.add_parser("reindex", help="drop and re-create the search index from the stored facts (no data loss)")
+
+    bench = sub.add_parser("bench", help="reproducible benchmark (see README)")
+    from kb_mcp.bench import add_arguments
+
+    add_arguments(bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"kb-mcp: {describe_validation_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.configure(settings.log_level, settings.log_format)
+    command = args.command or "serve"
+    if command == "serve" and not hasattr(args, "transport"):
+        args = _parser().parse_args(["serve"])
+    try:
+        handler = _COMMANDS[command]
+        return handler(settings, args)
+    except KbError as exc:
+        print(f"kb-mcp: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+# ---------------------------------------------------------------- serve
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from kb_mcp.server import build_server
+
+    if args.transport == "stdio":
+        import anyio
+
+        mcp, _ = build_server(settings)
+        anyio.run(mcp.run_stdio_async)
+        return EXIT_OK
+    has_auth = settings.auth_token is not None or settings.auth_tokens_file is not None
+    if not _is_loopback(args.host) and not has_auth and not args.allow_unauthenticated:
+        print(f"kb-mcp: refusing to serve {args.host} without authentication: set KB_AUTH_TOKEN (or "
+              "KB_AUTH_TOKENS_FILE), or pass --allow-unauthenticated if a proxy in front authenticates",
+              file=sys.stderr)
+        return EXIT_USAGE
+    return _serve_http(settings, args.host, args.port)
+
+
+def _serve_http(settings: Settings, host: str, port: int) -> int:
+    import uvicorn
+
+    from kb_mcp.server import build_server, http_app
+
+    mcp, holder = build_server(settings, issuer_url=f"http://{host}:{port}")
+    app = http_app(mcp, holder, settings, host)
+    print(f"kb-mcp {__version__}: streamable HTTP on http://{host}:{port}/mcp (health: /health, metrics: /metrics)",
+          file=sys.stderr)
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                  lifespan="on", timeout_graceful_shutdown=5)).run()
+    return EXIT_OK
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- store commands
+
+def _with_store(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
+    from kb_mcp.store import KnowledgeStore
+
+    async def run() -> int:
+        async with KnowledgeStore.open(settings) as store:
+            return await work(store)
+
+    return asyncio.run(run())
+
+
+def _ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    files: list[Path] = []
+    for path in args.paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            print(f"kb-mcp: {path}: no such file or directory", file=sys.stderr)
+            return EXIT_USAGE
+
+    async def work(store: Any) -> int:
+        chunks = 0
+        failed = 0
+        with tqdm(files, unit="file", file=sys.stderr, disable=not files) as bar:
+            for file in bar:
+                bar.set_postfix_str(file.name[-30:])
+                try:
+                    ids = await store.add_document(path=file.resolve(), tags=args.tags,
+                                                   chunk_tokens=args.chunk_tokens)
+                    chunks += len(ids)
+                except KbError as exc:
+                    failed += 1
+                    tqdm.write(f"{file}: {exc}", file=sys.stderr)
+        print(f"ingested {len(files) - failed} file(s) as {chunks} chunk(s); {failed} failed", file=sys.stderr)
+        return EXIT_FAIL if failed else EXIT_OK
+
+    return _with_store(settings, work)
+
+
+def _export(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(store: Any) -> int:
+        count = await store.export(args.file)
+        print(f"exported {count} fact(s) to {args.file}", file=sys.stderr)
+        return EXIT_OK
+
+    return _with_store(settings, work)
+
+
+def _import(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(store: Any) -> int:
+        count = await store.import_(args.file)
+        print(f"imported {count} fact(s) from {args.file}", file=sys.stderr)
+        return EXIT_OK
+
+    return _with_store(settings, work)
+
+
+def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(store: Any) -> int:
+        stats = await store.stats()
+        data = stats.model_dump()
+        redis = data.pop("redis")
+        rows = [(k, v) for k, v in data.items()] + [(f"redis.{k}", v) for k, v in redis.items()]
+        width = max(len(k) for k, _ in rows)
+        for key, value in rows:
+            print(f"{key:<{width}}  {value if value is not None else '-'}")
+        return EXIT_OK if stats.error is None else EXIT_FAIL
+
+    return _with_store(settings, work)
+
+
+def _reindex(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(store: Any) -> int:
+        stats = await store.rebuild_index()
+        print(f"index {stats.index} re-created: {stats.facts} fact(s), {stats.index_state}", file=sys.stderr)
+        return EXIT_OK
+
+    return _with_store(settings, work)
+
+
+def _doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from kb_mcp.doctor import run_doctor
+
+    return asyncio.run(run_doctor(settings))
+
+
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from kb_mcp.bench import run_bench
+
+    return run_bench(settings, args)
+
+
+_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "serve": _serve, "ingest": _ingest, "export": _export, "import": _import, "stats": _stats,
+    "doctor": _doctor, "reindex": _reindex, "bench": _bench,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

@@ -1,0 +1,116 @@
+"""`kb-mcp doctor`: check everything kb-mcp depends on and print a table with a verdict.
+
+Each check says what it found and, when something is wrong, what to do. Exit 0 for OK or WARN, 1 for FAIL.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from kb_mcp.config import Settings
+from kb_mcp.errors import KbError
+
+Level = Literal["ok", "warn", "fail"]
+
+
+@dataclass
+class Check:
+    name: str
+    level: Level
+    detail: str
+
+
+async def run_doctor(settings: Settings) -> int:
+    from kb_mcp.embeddings import build_embedding
+    from kb_mcp.store import Backend, _cmd
+
+    checks: list[Check] = []
+    t = settings.timeouts
+    checks.append(Check("timeouts", "ok", f"redis {t.redis_s} s, file {t.file_s} s, index {t.index_s} s, "
+                                          f"tool {t.tool_s} s"))
+    if t.tool_s < t.redis_s or t.tool_s < t.index_s:
+        checks[-1] = Check("timeouts", "warn", checks[-1].detail + " (tool deadline is shorter than a step's)")
+    started = time.perf_counter()
+    try:
+        embedding = build_embedding(settings)
+        vector = (await embedding.aembed(["kb-mcp doctor"]))[0]
+        checks.append(Check("embedding model", "ok" if len(vector) == embedding.dim else "fail",
+                            f"{embedding.model_name}, {len(vector)}-d, first call "
+                            f"{(time.perf_counter() - started) * 1000:.0f} ms"))
+    except Exception as exc:  # the doctor reports every failure instead of raising
+        checks.append(Check("embedding model", "fail", f"{type(exc).__name__}: {exc}"))
+        embedding = None
+
+    async with Backend.open(settings, embedding=embedding) as backend:
+        manager = backend.manager
+        try:
+            rtt = await manager.ping()
+            checks.append(Check("redis", "ok", f"{manager.where} answers PING in {rtt * 1000:.1f} ms"))
+            info = await manager.run("INFO", lambda r: r.info("server"))
+            version = str(info.get("redis_version", "?"))
+            major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+            checks.append(Check("redis version", "ok" if major_minor >= (7, 2) else "warn",
+                                f"{version}" + ("" if major_minor >= (7, 2) else
+                                                " (KB_DURABILITY=fsync needs WAITAOF, Redis >= 7.2)")))
+            modules = await manager.run("MODULE LIST", lambda r: _cmd(r, "MODULE", "LIST"))
+            names = {_module_name(m): _module_ver(m) for m in modules}
+            search = names.get("search") or names.get("ft")
+            checks.append(Check("search module", "ok" if search else "fail",
+                                f"RediSearch {search}" if search else
+                                "not loaded: kb-mcp needs Redis Stack (scripts/redis-stack.sh start)"))
+            aof = await manager.run("CONFIG GET", lambda r: r.config_get("appendonly"))
+            on = str(aof.get("appendonly", aof.get(b"appendonly", b"no"))) in ("yes", "b'yes'")
+            fsync = await manager.run("CONFIG GET", lambda r: r.config_get("appendfsync"))
+            checks.append(Check("persistence (AOF)", "ok" if on else "warn",
+                                f"appendonly yes, appendfsync {_val(fsync, 'appendfsync')}" if on else
+                                "appendonly no: a Redis crash loses recent writes (CONFIG SET appendonly yes)"))
+            if search and embedding is not None:
+                store = backend.store(settings.namespace)
+                await store.ensure_index()
+                stats = await store.stats()
+                checks.append(Check("index", "ok", f"{stats.index}: {stats.facts} facts, {stats.index_state}, "
+                                                   f"{stats.vector_algorithm} {stats.dimensions}-d"))
+        except KbError as exc:
+            checks.append(Check("redis", "fail", str(exc)))
+        checks.append(Check("breaker", "ok" if manager.breaker.state.value == "closed" else "warn",
+                            manager.state().model_dump_json()))
+    return _report(checks)
+
+
+def _val(reply: dict[object, object], key: str) -> str:
+    value = reply.get(key, reply.get(key.encode(), "?"))
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _module_name(entry: object) -> str:
+    items = list(entry) if isinstance(entry, list | tuple) else []
+    pairs = {(_s(items[i])): items[i + 1] for i in range(0, len(items) - 1, 2)}
+    return _s(pairs.get("name", "")).lower()
+
+
+def _module_ver(entry: object) -> str:
+    items = list(entry) if isinstance(entry, list | tuple) else []
+    pairs = {(_s(items[i])): items[i + 1] for i in range(0, len(items) - 1, 2)}
+    raw = int(_s(pairs.get("ver", 0)) or 0)
+    return f"{raw // 10000}.{raw // 100 % 100}.{raw % 100}"
+
+
+def _s(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _report(checks: list[Check]) -> int:
+    width = max(len(c.name) for c in checks)
+    marks = {"ok": "OK  ", "warn": "WARN", "fail": "FAIL"}
+    for check in checks:
+        print(f"{marks[check.level]}  {check.name:<{width}}  {check.detail}")
+    worst = "fail" if any(c.level == "fail" for c in checks) else "warn" if any(
+        c.level == "warn" for c in checks) else "ok"
+    verdict = {"ok": "all checks passed", "warn": "usable, with warnings above",
+               "fail": "NOT usable: fix the FAIL lines above"}[worst]
+    print(f"\nverdict: {marks[worst].strip()} - {verdict}")
+    sys.stdout.flush()
+    return 1 if worst == "fail" else 0

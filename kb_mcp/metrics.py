@@ -1,0 +1,54 @@
+"""Prometheus metrics for operators: one registry per server (no process-global state), scraped at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from kb_mcp.config import TimeoutKind
+from kb_mcp.redis_manager import ManagerState
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
+_BREAKER_VALUE = {"closed": 0, "half-open": 1, "open": 2}
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """Tool calls (duration, outcome), bounded operations (duration, timeouts), breaker, pool and fact count."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.tool_duration = Histogram("kb_tool_call_duration_seconds", "Duration of MCP tool calls", ["tool"],
+                                       buckets=_LATENCY_BUCKETS, registry=r)
+        self.tool_calls = Counter("kb_tool_calls_total", "MCP tool calls by outcome", ["tool", "outcome"], registry=r)
+        self.op_duration = Histogram("kb_operation_duration_seconds", "Duration of bounded operations by kind",
+                                     ["kind"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.op_timeouts = Counter("kb_operation_timeouts_total", "Operations that hit their standard timeout",
+                                   ["kind"], registry=r)
+        self.breaker_state = Gauge("kb_circuit_breaker_state", "Redis circuit breaker: 0 closed, 1 half-open, 2 open",
+                                   registry=r)
+        self.breaker_failures = Gauge("kb_circuit_breaker_consecutive_failures", "Straight Redis failures",
+                                      registry=r)
+        self.pool_in_use = Gauge("kb_redis_pool_connections_in_use", "Redis connections checked out", registry=r)
+        self.pool_max = Gauge("kb_redis_pool_connections_max", "Redis pool size limit", registry=r)
+        self.facts = Gauge("kb_facts", "Facts in the namespace index", ["namespace"], registry=r)
+        self.in_flight = Gauge("kb_tool_calls_in_flight", "Tool calls being served", registry=r)
+
+    def observe_operation(self, kind: TimeoutKind, op: str, seconds: float, timed_out: bool) -> None:
+        """The `bounded()` observer: per-kind latency and timeouts (op names stay out of labels: unbounded)."""
+        self.op_duration.labels(kind).observe(seconds)
+        if timed_out:
+            self.op_timeouts.labels(kind).inc()
+
+    def observe_call(self, tool: str, outcome: str, seconds: float) -> None:
+        self.tool_duration.labels(tool).observe(seconds)
+        self.tool_calls.labels(tool, outcome).inc()
+
+    def set_redis(self, state: ManagerState) -> None:
+        self.breaker_state.set(_BREAKER_VALUE.get(state.breaker, 2))
+        self.breaker_failures.set(state.consecutive_failures)
+        self.pool_in_use.set(state.pool_in_use)
+        self.pool_max.set(state.pool_max)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
