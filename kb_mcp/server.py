@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -281,7 +281,7 @@ def build_server(settings: Settings, *, embedding: KbEmbedding | None = None,
         return ToolAnnotations(title=title, read_only_hint=False, destructive_hint=destructive, idempotent_hint=True,
                                open_world_hint=False)
 
-    tools = [(get_fact, reader("Get facts (by id, keywords or newest)")),
+    tools: list[tuple[Callable[..., Any], ToolAnnotations]] = [(get_fact, reader("Get facts (by id, keywords or newest)")),
              (semantic_search, reader("Search facts by meaning")),
              (kb_stats, reader("Knowledge base statistics"))]
     if not settings.read_only:  # KB_READ_ONLY exposes only the read tools
