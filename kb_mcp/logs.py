@@ -9,6 +9,21 @@ import time
 from typing import Any
 
 
+def tame_redisvl() -> None:
+    """Stop redisvl from hijacking logging, before any redisvl module is imported.
+
+    redisvl 0.4 calls `coloredlogs.install(stream=sys.stdout)` for each module's logger at import; coloredlogs then
+    *moves* the root logger's stream handler onto stdout, which corrupts an MCP stdio wire and drops our stderr
+    handler. Replacing its `get_logger` with plain `logging.getLogger` keeps its loggers ordinary.
+    """
+    import redisvl.utils.log as redisvl_log
+
+    def plain_logger(name: str, log_level: str = "info", fmt: str | None = None) -> logging.Logger:
+        return logging.getLogger(name)
+
+    redisvl_log.get_logger = plain_logger
+
+
 def silence_stdout_loggers() -> None:
     """redisvl installs coloredlogs handlers on sys.stdout at import: remove every handler that writes there."""
     loggers = [logging.getLogger()] + [
@@ -43,6 +58,7 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: str = "INFO", fmt: str = "plain") -> None:
     """Root logging to stderr; called once by the CLI before anything else logs."""
+    tame_redisvl()
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

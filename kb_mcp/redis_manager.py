@@ -18,7 +18,6 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kb_mcp.config import Settings, Timeouts
@@ -149,16 +148,19 @@ class AsyncRedisManager:
         self.breaker.before_call()
         try:
             result = await bounded("redis", call(self.client), op, policy=self._timeouts, observe=self._observe)
-        except (OperationTimeout, RedisTimeoutError) as exc:
+        except OperationTimeout:
             self.breaker.record(ok=False, error=f"timeout in {op}")
-            if isinstance(exc, OperationTimeout):
-                raise
-            raise OperationTimeout(op, "redis", self._timeouts.redis_s) from exc
-        except (RedisConnectionError, OSError) as exc:
-            self.breaker.record(ok=False, error=f"cannot connect to {self.where}")
-            raise StoreUnavailable(f"cannot reach Redis at {self.where}: {_short(exc)}") from exc
-        except RedisError:
-            self.breaker.record(ok=True)  # Redis answered (with an error reply): it is alive
+            raise
+        except Exception as exc:
+            # Libraries wrap redis-py's errors (redisvl raises RedisSearchError from them): classify by the cause.
+            cause = _redis_cause(exc)
+            if isinstance(cause, RedisTimeoutError):
+                self.breaker.record(ok=False, error=f"timeout in {op}")
+                raise OperationTimeout(op, "redis", self._timeouts.redis_s) from exc
+            if isinstance(cause, RedisConnectionError | OSError):
+                self.breaker.record(ok=False, error=f"cannot connect to {self.where}")
+                raise StoreUnavailable(f"cannot reach Redis at {self.where}: {_short(cause)}") from exc
+            self.breaker.record(ok=True)  # Redis answered (with an error reply) or the bug is ours: it is alive
             raise
         except BaseException:
             self.breaker.release_probe()  # cancelled: no verdict on Redis
@@ -189,6 +191,18 @@ class AsyncRedisManager:
 
 def _ignore(kind: str, op: str, seconds: float, timed_out: bool) -> None:
     return None
+
+
+def _redis_cause(exc: BaseException) -> BaseException:
+    """The first redis-py connection/timeout error (or OSError) in the cause chain, else `exc` itself."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, RedisTimeoutError | RedisConnectionError | OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
 
 
 def _short(exc: BaseException) -> str:

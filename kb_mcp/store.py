@@ -127,6 +127,7 @@ class KnowledgeStore:
 
     def __init__(self, settings: Settings, manager: AsyncRedisManager, embedding: KbEmbedding,
                  observe: Observer | None = None, namespace: str | None = None) -> None:
+        logs.tame_redisvl()
         from llama_index.vector_stores.redis import RedisVectorStore
         from redisvl.schema import IndexSchema
 
