@@ -281,14 +281,16 @@ def build_server(settings: Settings, *, embedding: KbEmbedding | None = None,
         return ToolAnnotations(title=title, read_only_hint=False, destructive_hint=destructive, idempotent_hint=True,
                                open_world_hint=False)
 
-    tools: list[tuple[Callable[..., Any], ToolAnnotations]] = [(get_fact, reader("Get facts (by id, keywords or newest)")),
-             (semantic_search, reader("Search facts by meaning")),
-             (kb_stats, reader("Knowledge base statistics"))]
+    tools: list[tuple[Callable[..., Any], ToolAnnotations]] = [
+        (get_fact, reader("Get facts (by id, keywords or newest)")),
+        (semantic_search, reader("Search facts by meaning")),
+        (kb_stats, reader("Knowledge base statistics")),
+    ]
     if not settings.read_only:  # KB_READ_ONLY exposes only the read tools
         tools += [(store_fact, writer("Store a fact", destructive=False)),
                   (delete_fact, writer("Delete a fact", destructive=True))]
-    for fn, annotations in tools:
-        mcp.add_tool(fn, title=annotations.title, annotations=annotations)
+    for fn, hints in tools:
+        mcp.add_tool(fn, title=hints.title, annotations=hints)
 
     return mcp, holder
 

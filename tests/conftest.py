@@ -3,6 +3,7 @@ private Redis servers for tests that pause, kill or restart Redis."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -105,10 +106,8 @@ def redis_server_factory() -> Iterator[Callable[[], RedisServer]]:
 
     yield make
     for server in servers:
-        try:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
             server.kill()
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            pass
     tmp.cleanup()
 
 

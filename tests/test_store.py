@@ -227,7 +227,7 @@ async def test_export_wipe_import_is_byte_for_byte(store: KnowledgeStore, raw_re
 async def test_import_validates_the_whole_file_first(store: KnowledgeStore, tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"content": "good one"}) + "\n" + json.dumps({"content": ""}) + "\n")
-    with pytest.raises(InvalidInput, match="line 2.content"):
+    with pytest.raises(InvalidInput, match=r"line 2\.content"):
         await store.import_(path)
     assert await store.count() == 0
     path.write_text(json.dumps({"content": "hand written, no vector", "tags": ["x"]}) + "\n")
