@@ -39,7 +39,7 @@ Namespace = Annotated[str, Field(pattern=NAMESPACE_PATTERN)]
 class Settings(BaseSettings):
     """All configuration of kb-mcp. Env names are the field names upper-cased with the `KB_` prefix."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", env_ignore_empty=True)
 
     redis_url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
     namespace: Namespace = "kb"
@@ -84,6 +84,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis:// or rediss://")
         return value
 
+    @field_validator("auth_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe())')")
+        return value
+
     @field_validator("embedding_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -99,6 +106,9 @@ class Settings(BaseSettings):
         )
 
 
+SECRET_FIELDS = {"redis_url", "auth_token", "embedding_api_key"}  # their values may hold passwords: never echoed
+
+
 def env_var(loc: tuple[int | str, ...]) -> str:
     """('timeout_redis',) -> 'KB_TIMEOUT_REDIS': the variable a user must fix."""
     return ENV_PREFIX + str(loc[0]).upper() if loc else ENV_PREFIX + "*"
@@ -108,5 +118,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     """One line per bad variable, naming it, for the CLI to print at start."""
     lines = []
     for err in exc.errors():
-        lines.append(f"{env_var(err['loc'])}: {err['msg']} (got {err.get('input')!r})")
+        field = str(err["loc"][0]) if err["loc"] else ""
+        shown = "" if field in SECRET_FIELDS else f" (got {err.get('input')!r})"
+        lines.append(f"{env_var(err['loc'])}: {err['msg']}{shown}")
     return "invalid configuration:\n  " + "\n  ".join(lines)

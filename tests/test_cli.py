@@ -1,0 +1,112 @@
+"""The `kb-mcp` command as a user runs it: configuration errors, doctor, stats, ingest, export, import, reindex."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kb_mcp.config import Settings
+
+KB_MCP = str(Path(sys.executable).with_name("kb-mcp"))
+
+
+def run(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "KB_REDIS_URL": str(settings.redis_url), "KB_NAMESPACE": settings.namespace, **env}
+    return subprocess.run([KB_MCP, *args], env=full, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def cleanup(settings: Settings) -> Iterator[None]:
+    yield
+    import redis
+
+    client = redis.Redis.from_url(str(settings.redis_url))  # sync client: test-side cleanup only
+    try:
+        client.execute_command("FT.DROPINDEX", f"{settings.namespace}:idx", "DD")
+    except redis.ResponseError:
+        pass
+    client.close()
+
+
+@pytest.mark.parametrize(("var", "value", "why"), [
+    ("KB_TIMEOUT_REDIS", "-1", "greater than 0"),
+    ("KB_TIMEOUT_TOOL", "soon", "valid number"),
+    ("KB_REDIS_URL", "http://x", "scheme should be 'redis'"),
+    ("KB_NAMESPACE", "has space", "pattern"),
+    ("KB_REDIS_MAX_CONNECTIONS", "0", "greater than or equal to 1"),
+    ("KB_EMBEDDING_PROVIDER", "magic", "onnx"),
+])
+def test_bad_configuration_fails_at_start_naming_the_variable(settings: Settings, var: str, value: str,
+                                                              why: str) -> None:
+    result = run(settings, "doctor", **{var: value})
+    assert result.returncode == 2
+    assert var in result.stderr and why in result.stderr
+    assert result.stdout == ""
+
+
+def test_configuration_errors_never_echo_secrets(settings: Settings) -> None:
+    result = run(settings, "doctor", KB_REDIS_URL="http://user:hunter2@x", KB_AUTH_TOKEN="")
+    assert result.returncode == 2 and "KB_REDIS_URL" in result.stderr and "hunter2" not in result.stderr
+
+
+def test_doctor_reports_ok_on_redis_stack(settings: Settings, cleanup: None) -> None:
+    result = run(settings, "doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in ("OK    redis ", "search module", "RediSearch 2.", "embedding model", "384-d", "index"):
+        assert line in result.stdout, line
+    assert "verdict: OK" in result.stdout or "verdict: WARN" in result.stdout
+
+
+def test_doctor_fails_clearly_without_redis(settings: Settings) -> None:
+    result = run(settings, "doctor", KB_REDIS_URL="redis://127.0.0.1:1/0")
+    assert result.returncode == 1
+    assert "FAIL" in result.stdout and "cannot reach Redis at 127.0.0.1:1" in result.stdout
+    assert "verdict: FAIL" in result.stdout
+
+
+def test_ingest_stats_export_import_reindex(settings: Settings, tmp_path: Path, cleanup: None) -> None:
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "a.md").write_text("# Runbook\n\nRestart the ledger service with `systemctl restart ledger`.\n")
+    (docs / "sub" / "b.txt").write_text("On-call rotates every Monday at 10:00.\n" * 3)
+    (docs / "ignored.bin").write_bytes(b"\x00\x01")
+    ingest = run(settings, "ingest", str(docs), "--tag", "runbook")
+    assert ingest.returncode == 0, ingest.stderr
+    assert "ingested 2 file(s)" in ingest.stderr
+    stats = run(settings, "stats")
+    assert stats.returncode == 0 and "facts" in stats.stdout
+    facts_line = next(line for line in stats.stdout.splitlines() if line.startswith("facts "))
+    count = int(facts_line.split()[-1])
+    assert count >= 2
+    out = tmp_path / "kb.jsonl"
+    exported = run(settings, "export", str(out))
+    assert exported.returncode == 0 and f"exported {count} fact(s)" in exported.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(r["tags"] == ["runbook"] and r["doc_id"] for r in records)
+    imported = run(settings, "import", str(out), KB_NAMESPACE=settings.namespace + "copy")
+    assert imported.returncode == 0 and f"imported {count} fact(s)" in imported.stderr
+    reindex = run(settings, "reindex")
+    assert reindex.returncode == 0 and "re-created" in reindex.stderr
+    missing = run(settings, "ingest", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    run(settings, "reindex", KB_NAMESPACE=settings.namespace + "copy")
+    import redis
+
+    client = redis.Redis.from_url(str(settings.redis_url))
+    client.execute_command("FT.DROPINDEX", f"{settings.namespace}copy:idx", "DD")
+    client.close()
+
+
+def test_help_is_useful() -> None:
+    result = subprocess.run([KB_MCP, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for command in ("serve", "ingest", "export", "import", "stats", "doctor", "bench"):
+        assert command in result.stdout
+    serve = subprocess.run([KB_MCP, "serve", "--help"], capture_output=True, text=True, timeout=60)
+    assert "--transport" in serve.stdout and "--allow-unauthenticated" in serve.stdout
