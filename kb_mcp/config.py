@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     @classmethod
     def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError("must be at least 16 characters (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe())')")
+            raise ValueError("must be at least 16 characters; make one with: openssl rand -hex 24")
         return value
 
     @field_validator("embedding_url")
