@@ -91,7 +91,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.transport == "stdio":
         import anyio
 
-        mcp, _ = build_server(settings)
+        mcp, holder = build_server(settings)
+        if settings.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.metrics_port, addr="127.0.0.1", registry=holder.metrics.registry)
         anyio.run(mcp.run_stdio_async)
         return EXIT_OK
     has_auth = settings.auth_token is not None or settings.auth_tokens_file is not None

@@ -263,10 +263,13 @@ def build_server(settings: Settings, *, embedding: KbEmbedding | None = None,
             state = AppState(settings=settings, backend=backend, metrics=metrics,
                              default_tenant=Tenant(settings.namespace, settings.read_only))
             holder.state = state
+            refresher = asyncio.create_task(_refresh_forever(holder)) if settings.metrics_port else None
             try:
                 yield state
             finally:
                 holder.state = None
+                if refresher is not None:
+                    refresher.cancel()
 
     auth: dict[str, Any] = {}
     if tokens:
@@ -313,6 +316,13 @@ async def refresh_metrics(holder: StateHolder) -> None:
     store = state.backend.store(state.settings.namespace)
     with suppress(KbError):  # Redis down: the breaker gauge says so
         state.metrics.facts.labels(store.namespace).set(await store.count())
+
+
+async def _refresh_forever(holder: StateHolder, every_s: float = 5.0) -> None:
+    """stdio mode with KB_METRICS_PORT: the scrape thread cannot await, so the read gauges refresh here."""
+    while True:
+        await refresh_metrics(holder)
+        await asyncio.sleep(every_s)
 
 
 async def _health(holder: StateHolder) -> Response:

@@ -29,6 +29,7 @@ from llama_index.core.vector_stores.types import (
 )
 from pydantic import BaseModel
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.commands.search.field import NumericField, TagField, TextField, VectorField
 from redis.commands.search.indexDefinition import IndexDefinition, IndexType
 from redis.exceptions import ResponseError
@@ -36,7 +37,7 @@ from redis.exceptions import ResponseError
 from kb_mcp import logs
 from kb_mcp.config import Settings, TimeoutKind
 from kb_mcp.embeddings import KbEmbedding, build_embedding
-from kb_mcp.errors import InvalidInput, KbError, NotFound, StartupError
+from kb_mcp.errors import InvalidInput, KbError, NotFound, StartupError, StoreUnavailable
 from kb_mcp.facts import (
     F_CREATED,
     F_DOC,
@@ -86,12 +87,20 @@ MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
 TOP_K_MAX = 50
 LIMIT_MAX = 100
 
-# Upsert or create-if-absent of one fact, atomically: created_at survives updates, stale fields never linger.
-# KEYS[1] fact key; ARGV: mode ('upsert'|'create'), now, content_hash, then field/value pairs.
-# Returns {1|0 created, created_at} or {-1} when 'create' finds a different fact under the key.
+# Write one fact atomically. KEYS[1] fact key; ARGV: mode, now, content_hash, then field/value pairs.
+#   'upsert'  replace the hash, keeping created_at (or now for a new fact)  -> {1|0 created, created_at}
+#   'create'  write only if absent; the same content there is a dedup hit  -> {0, created_at}; other content -> {-1}
+#   'replace' replace the hash with exactly the given fields (import, documents)
+# DEL + HSET in one script: stale fields never linger and a fact and its vector can never disagree.
 PUT_SCRIPT = """
+local mode = ARGV[1]
+if mode == 'replace' then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+  return {1, ARGV[2]}
+end
 local existing = redis.call('HGET', KEYS[1], 'created_at')
-if existing and ARGV[1] == 'create' then
+if existing and mode == 'create' then
   if redis.call('HGET', KEYS[1], 'content_hash') == ARGV[3] then return {0, existing} end
   return {-1, existing}
 end
@@ -266,10 +275,41 @@ class KnowledgeStore:
     def key(self, fact_id: str) -> str:
         return FACT_KEY.format(ns=self.namespace, fact_id=fact_id)
 
-    async def _durable(self) -> None:
-        """With KB_DURABILITY=fsync, wait until the local AOF has fsynced the writes of this connection."""
-        if self.settings.durability == "fsync":
-            await self._redis("WAITAOF", lambda r: _cmd(r, "WAITAOF", 1, 0, 0))
+    async def _write(self, op: str, add: Callable[[Pipeline], Awaitable[Any]]) -> list[Any]:
+        """Queue writes with `add(pipe)` and send them as one pipeline (one connection, one round trip).
+
+        With KB_DURABILITY=fsync, `WAITAOF 1 0` rides the same pipeline: WAITAOF only covers the writes of its own
+        connection, so it must follow them on that connection. Returns the replies of the queued writes.
+        """
+        fsync = self.settings.durability == "fsync"
+
+        async def run(r: Redis) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            await add(pipe)
+            if fsync:
+                pipe.execute_command("WAITAOF", 1, 0, int(self._timeouts.redis_s * 1000))
+            return await pipe.execute()
+
+        try:
+            replies = await self._redis(op, run)
+        except ResponseError as exc:
+            if fsync and "appendonly" in str(exc).lower():
+                raise StoreUnavailable(f"{op}: KB_DURABILITY=fsync needs AOF on the Redis server (appendonly yes); "
+                                       "the write itself was applied") from exc
+            raise
+        if fsync:
+            local = int(replies.pop()[0])
+            if local < 1:
+                raise StoreUnavailable(f"{op}: the write was applied but Redis did not confirm the AOF fsync within "
+                                       f"{self._timeouts.redis_s:.1f} s (is appendonly on?)")
+        return replies
+
+    async def _queue_put(self, pipe: Pipeline, fact_id: str, record: dict[str, str | bytes], mode: str, now: str,
+                         chash: str = "") -> None:
+        args: list[str | bytes] = [mode, now, chash]
+        for name, value in record.items():
+            args += [name, value]
+        await self._put(keys=[self.key(fact_id)], args=args, client=pipe)
 
     # ------------------------------------------------------------ facts
 
@@ -295,7 +335,6 @@ class KnowledgeStore:
             record = build_record(target, content, metadata, tags, vector, updated_at=now)
             created, created_at = await self._put_record(target, record, mode, now, chash)
             if created >= 0:
-                await self._durable()
                 if created == 0 and mode == "create":  # lost a race with an identical store
                     stored = await self.get_fact(target)
                     return StoredFact(fact_id=target, created=False, created_at=stored.created_at,
@@ -307,10 +346,7 @@ class KnowledgeStore:
 
     async def _put_record(self, fact_id: str, record: dict[str, str | bytes], mode: str, now: str,
                           chash: str) -> tuple[int, str]:
-        args: list[str | bytes] = [mode, now, chash]
-        for name, value in record.items():
-            args += [name, value]
-        result = await self._redis("store fact", lambda r: self._put(keys=[self.key(fact_id)], args=args, client=r))
+        (result,) = await self._write("store fact", lambda p: self._queue_put(p, fact_id, record, mode, now, chash))
         created = int(result[0])
         return created, (result[1].decode() if isinstance(result[1], bytes) else str(result[1]))
 
@@ -407,8 +443,7 @@ class KnowledgeStore:
     async def delete_fact(self, fact_id: str) -> bool:
         """True when a fact was deleted, False when there was none (idempotent)."""
         check_fact_id(fact_id)
-        removed = await self._redis("delete fact", lambda r: r.delete(self.key(fact_id)))
-        await self._durable()
+        (removed,) = await self._write("delete fact", lambda p: p.delete(self.key(fact_id)))
         return bool(removed)
 
     # ------------------------------------------------------------ documents
@@ -450,7 +485,6 @@ class KnowledgeStore:
                 for i, chunk in enumerate(part)
             ]
             await self._write_records(records, f"write document {doc_id}")
-        await self._durable()
         return ids
 
     def _split(self, text: str, chunk_tokens: int, overlap_tokens: int) -> list[str]:
@@ -478,22 +512,19 @@ class KnowledgeStore:
             if not batch:
                 break
             keys += batch
-            await self._redis("delete document", lambda r, b=batch: r.delete(*b))  # type: ignore[misc]
+            await self._write("delete document", lambda p, b=batch: p.delete(*b))  # type: ignore[misc]
         return len(keys)
 
     async def _write_records(self, records: list[tuple[str, dict[str, str | bytes]]], op: str) -> None:
-        """One MULTI/EXEC per batch: each fact is replaced whole (DEL + HSET), never half-written."""
+        """Pipelined batches; each fact is replaced whole by the write script (never half-written)."""
         for start in range(0, len(records), WRITE_BATCH):
             batch = records[start:start + WRITE_BATCH]
 
-            async def write(r: Redis, batch: list[tuple[str, dict[str, str | bytes]]] = batch) -> Any:
-                pipe = r.pipeline(transaction=True)
+            async def add(pipe: Pipeline, batch: list[tuple[str, dict[str, str | bytes]]] = batch) -> None:
                 for fact_id, record in batch:
-                    pipe.delete(self.key(fact_id))
-                    pipe.hset(self.key(fact_id), mapping=record)
-                return await pipe.execute()
+                    await self._queue_put(pipe, fact_id, record, "replace", _s(record.get(F_CREATED, "")))
 
-            await self._redis(op, write)
+            await self._write(op, add)
 
     async def store_many(self, facts: list[dict[str, Any]]) -> list[str]:
         """Bulk path: validate all, embed in batches, pipelined writes. Items take store_fact's arguments;
@@ -513,7 +544,6 @@ class KnowledgeStore:
             await self._write_records(
                 [(fid, build_record(fid, content, meta, tg, vector_bytes(vectors[i]), updated_at=now, created_at=now))
                  for i, (fid, content, meta, tg) in enumerate(part)], "write batch")
-        await self._durable()
         return [p[0] for p in prepared]
 
     # ------------------------------------------------------------ admin
@@ -598,7 +628,6 @@ class KnowledgeStore:
             for j, i in enumerate(idx):
                 records[i][1][F_VECTOR] = vector_bytes(vectors[j])
         await self._write_records(records, "import batch")
-        await self._durable()
         return len(records)
 
     def _import_record(self, lineno: int, line: str) -> tuple[str, dict[str, str | bytes]]:

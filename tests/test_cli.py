@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -27,10 +28,8 @@ def cleanup(settings: Settings) -> Iterator[None]:
     import redis
 
     client = redis.Redis.from_url(str(settings.redis_url))  # sync client: test-side cleanup only
-    try:
+    with contextlib.suppress(redis.ResponseError):
         client.execute_command("FT.DROPINDEX", f"{settings.namespace}:idx", "DD")
-    except redis.ResponseError:
-        pass
     client.close()
 
 

@@ -277,6 +277,30 @@ async def test_stdio_subprocess_round_trip(settings: Settings, raw_redis: aiored
     await raw_redis.execute_command("FT.DROPINDEX", f"{settings.namespace}:idx", "DD")
 
 
+def stdio_exchange(messages: list[dict[str, Any]], env: dict[str, str]) -> tuple[dict[int, Any], str]:
+    """Speak raw JSON-RPC to a `kb-mcp` child: every stdout line must be a JSON-RPC message. Waits for each
+    request's reply before sending on, then closes stdin (the server exits at EOF)."""
+    proc = subprocess.Popen([KB_MCP], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **env}, text=True)
+    assert proc.stdin and proc.stdout
+    replies: dict[int, Any] = {}
+    try:
+        for message in messages:
+            proc.stdin.write(json.dumps(message) + "\n")
+            proc.stdin.flush()
+            while "id" in message and message["id"] not in replies:
+                line = proc.stdout.readline()
+                assert line, proc.stderr.read() if proc.stderr else ""
+                parsed = json.loads(line)
+                assert parsed["jsonrpc"] == "2.0"
+                if "id" in parsed:
+                    replies[parsed["id"]] = parsed
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=20)
+    return replies, proc.stderr.read() if proc.stderr else ""
+
+
 def test_stdout_carries_nothing_but_protocol(settings: Settings) -> None:
     """Raw stdio: every stdout line is a JSON-RPC message (redisvl, LlamaIndex and logs stay off stdout)."""
     messages = [
@@ -289,29 +313,7 @@ def test_stdout_carries_nothing_but_protocol(settings: Settings) -> None:
             "name": "semantic_search", "arguments": {"query": "raw", "tags": ["x"]}}},
         {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "kb_stats", "arguments": {}}},
     ]
-    env = {**os.environ, **kb_env(settings, KB_LOG_LEVEL="DEBUG")}
-    proc = subprocess.Popen([KB_MCP], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, text=True)
-    assert proc.stdin and proc.stdout
-    replies: dict[int, Any] = {}
-    lines: list[str] = []
-    try:
-        for message in messages:
-            proc.stdin.write(json.dumps(message) + "\n")
-            proc.stdin.flush()
-            if "id" in message:
-                while message["id"] not in replies:
-                    line = proc.stdout.readline()
-                    assert line, proc.stderr.read() if proc.stderr else ""
-                    lines.append(line)
-                    parsed = json.loads(line)
-                    assert parsed["jsonrpc"] == "2.0"
-                    if "id" in parsed:
-                        replies[parsed["id"]] = parsed
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=20)
-        stderr = proc.stderr.read() if proc.stderr else ""
+    replies, stderr = stdio_exchange(messages, kb_env(settings, KB_LOG_LEVEL="DEBUG"))
     assert replies[3]["result"]["structuredContent"]["results"][0]["content"] == "raw stdio fact"
     assert "tool=semantic_search outcome=ok" in stderr  # the logs went to stderr
     async def drop() -> None:
