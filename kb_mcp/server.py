@@ -8,6 +8,7 @@ place a call is admitted (concurrency limit, tenant, read-only), bounded (KB_TIM
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -248,6 +249,31 @@ READ_TOOLS = (get_fact, semantic_search, kb_stats)
 # ---------------------------------------------------------------- server factory
 
 
+class KbServer(MCPServer[AppState]):
+    """MCPServer that also refuses unknown argument names (the SDK silently drops them, so a misspelt `tag` or
+    `factId` would otherwise be ignored and the agent would never learn why its filter did nothing)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._accepted: dict[str, frozenset[str]] = {}
+
+    def add_kb_tool(self, fn: Callable[..., Any], hints: ToolAnnotations) -> None:
+        names = set(inspect.signature(fn).parameters)
+        self._accepted[fn.__name__] = frozenset(names - {"ctx"})
+        self.add_tool(fn, title=hints.title, annotations=hints)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any],
+                        context: Context[AppState, Any] | None = None) -> Any:
+        accepted = self._accepted.get(name)
+        if accepted is not None:
+            unknown = sorted(set(arguments) - accepted)
+            if unknown:
+                raise ToolError(f"invalid arguments: unknown argument(s) {', '.join(map(repr, unknown))} for {name}; "
+                                f"accepted: {', '.join(sorted(accepted)) or '(none)'}")
+        return await super().call_tool(name, arguments, context)
+
+
+
 def build_server(settings: Settings, *, embedding: KbEmbedding | None = None,
                  issuer_url: str = "http://127.0.0.1:8765") -> tuple[MCPServer[AppState], StateHolder]:
     """The MCP server for `settings` and a holder through which HTTP routes see its state. Nothing is connected
@@ -275,7 +301,7 @@ def build_server(settings: Settings, *, embedding: KbEmbedding | None = None,
     if tokens:
         auth = {"token_verifier": StaticTokenVerifier(tokens),
                 "auth": AuthSettings(issuer_url=AnyHttpUrl(issuer_url), resource_server_url=None)}
-    mcp = MCPServer[AppState]("kb-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
+    mcp = KbServer("kb-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
                               log_level=settings.log_level, **auth)
     def reader(title: str) -> ToolAnnotations:
         return ToolAnnotations(title=title, read_only_hint=True, open_world_hint=False)
@@ -293,7 +319,7 @@ def build_server(settings: Settings, *, embedding: KbEmbedding | None = None,
         tools += [(store_fact, writer("Store a fact", destructive=False)),
                   (delete_fact, writer("Delete a fact", destructive=True))]
     for fn, hints in tools:
-        mcp.add_tool(fn, title=hints.title, annotations=hints)
+        mcp.add_kb_tool(fn, hints)
 
     return mcp, holder
 
