@@ -7,6 +7,7 @@ from "every call spends the deadline" into "every call fails in microseconds, on
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
@@ -18,6 +19,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kb_mcp.config import Settings, Timeouts
@@ -26,6 +28,8 @@ from kb_mcp.timeouts import Observer, bounded
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+RECOVERY_PROBE_S = 0.25  # how often an open circuit checks whether Redis is back
+RECOVERY_PROBE_TIMEOUT_S = 0.5
 
 
 class BreakerState(enum.StrEnum):
@@ -136,6 +140,7 @@ class AsyncRedisManager:
         )
         self.client: Redis = Redis.from_pool(self.pool)
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown, clock=clock)
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def where(self) -> str:
@@ -149,16 +154,16 @@ class AsyncRedisManager:
         try:
             result = await bounded("redis", call(self.client), op, policy=self._timeouts, observe=self._observe)
         except OperationTimeout:
-            self.breaker.record(ok=False, error=f"timeout in {op}")
+            self._failed(f"timeout in {op}")
             raise
         except Exception as exc:
             # Libraries wrap redis-py's errors (redisvl raises RedisSearchError from them): classify by the cause.
             cause = _redis_cause(exc)
             if isinstance(cause, RedisTimeoutError):
-                self.breaker.record(ok=False, error=f"timeout in {op}")
+                self._failed(f"timeout in {op}")
                 raise OperationTimeout(op, "redis", self._timeouts.redis_s) from exc
             if isinstance(cause, RedisConnectionError | OSError):
-                self.breaker.record(ok=False, error=f"cannot connect to {self.where}")
+                self._failed(f"cannot connect to {self.where}")
                 raise StoreUnavailable(f"cannot reach Redis at {self.where}: {_short(cause)}") from exc
             self.breaker.record(ok=True)  # Redis answered (with an error reply) or the bug is ours: it is alive
             raise
@@ -167,6 +172,24 @@ class AsyncRedisManager:
             raise
         self.breaker.record(ok=True)
         return result
+
+    def _failed(self, error: str) -> None:
+        self.breaker.record(ok=False, error=error)
+        if self.breaker.state is not BreakerState.CLOSED and (self._watcher is None or self._watcher.done()):
+            self._watcher = asyncio.create_task(self._watch_recovery(), name="kb-redis-recovery")
+
+    async def _watch_recovery(self) -> None:
+        """While the circuit is open, PING every RECOVERY_PROBE_S (short deadline) and close it on the first
+        answer: recovery is noticed within a fraction of a second, and no agent's call is spent as the probe."""
+        deadline_s = min(self._timeouts.redis_s, RECOVERY_PROBE_TIMEOUT_S)
+        while self.breaker.state is not BreakerState.CLOSED:
+            await asyncio.sleep(RECOVERY_PROBE_S)
+            try:
+                async with asyncio.timeout(deadline_s):
+                    await self.client.ping()
+            except (TimeoutError, RedisError, OSError):
+                continue
+            self.breaker.record(ok=True)
 
     async def ping(self) -> float:
         """Round-trip time of PING in seconds (raises like `run`)."""
@@ -186,6 +209,8 @@ class AsyncRedisManager:
         )
 
     async def aclose(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         await self.client.aclose()
 
 

@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.search.field import NumericField, TagField, TextField, VectorField
 from redis.commands.search.indexDefinition import IndexDefinition, IndexType
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from kb_mcp import logs
 from kb_mcp.config import Settings, TimeoutKind
@@ -151,7 +151,7 @@ class KnowledgeStore:
         self._observe = observe
         self._index_ready = False
         self._index_lock = asyncio.Lock()
-        self._put = manager.client.register_script(PUT_SCRIPT)
+        self._put_sha = hashlib.sha1(PUT_SCRIPT.encode()).hexdigest()
         self.schema = IndexSchema.from_dict({
             "index": {"name": self.index_name, "prefix": self.key_prefix.rstrip(":"), "key_separator": ":",
                       "storage_type": "hash"},
@@ -285,13 +285,20 @@ class KnowledgeStore:
 
         async def run(r: Redis) -> list[Any]:
             pipe = r.pipeline(transaction=False)
-            await add(pipe)
-            if fsync:
-                pipe.execute_command("WAITAOF", 1, 0, int(self._timeouts.redis_s * 1000))
-            return await pipe.execute()
+            try:
+                await add(pipe)
+                if fsync:
+                    pipe.execute_command("WAITAOF", 1, 0, int(self._timeouts.redis_s * 1000))
+                return await pipe.execute()
+            finally:
+                await asyncio.shield(pipe.reset())  # type: ignore[no-untyped-call]  # hand the connection back on every path, even when cancelled
 
         try:
-            replies = await self._redis(op, run)
+            try:
+                replies = await self._redis(op, run)
+            except NoScriptError:  # Redis restarted (script cache is empty): load it once, replay (writes idempotent)
+                await self._redis("SCRIPT LOAD", lambda r: r.script_load(PUT_SCRIPT))
+                replies = await self._redis(op, run)
         except ResponseError as exc:
             if fsync and "appendonly" in str(exc).lower():
                 raise StoreUnavailable(f"{op}: KB_DURABILITY=fsync needs AOF on the Redis server (appendonly yes); "
@@ -309,7 +316,9 @@ class KnowledgeStore:
         args: list[str | bytes] = [mode, now, chash]
         for name, value in record.items():
             args += [name, value]
-        await self._put(keys=[self.key(fact_id)], args=args, client=pipe)
+        # EVALSHA straight into the pipeline: redis-py's Script objects add a SCRIPT EXISTS round trip per
+        # execute (and 5.3 leaks the pipeline's connection when that pre-check fails).
+        pipe.evalsha(self._put_sha, 1, self.key(fact_id), *args)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ facts
 

@@ -77,6 +77,7 @@ async def test_write_pause_bounds_writes_while_reads_go_on(redis_server_factory:
         await asyncio.sleep(2.1)
         saved = await kb.store_fact("after the pause", fact_id="after")
         assert saved.created
+        assert kb.manager.state().pool_in_use == 0  # timed-out writes handed their connections back
     await admin.aclose()
 
 
@@ -107,6 +108,7 @@ async def test_killed_redis_opens_the_breaker_and_a_restart_closes_it(redis_serv
         assert await kb.count() == 20
         hits = await kb.semantic_search("acknowledged fact", top_k=20)
         assert {h.fact_id for h in hits} == {a.fact_id for a in acked}
+        assert kb.manager.state().pool_in_use == 0
 
 
 async def test_store_starts_with_redis_down_and_recovers_alone(redis_server_factory: Callable[[], RedisServer],
