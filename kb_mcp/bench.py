@@ -1,15 +1,486 @@
-"""`kb-mcp bench`: placeholder replaced by the benchmark implementation."""
+"""`kb-mcp bench`: a reproducible benchmark of kb-mcp as agents see it, with the floors measured in the same run.
+
+For each corpus size: bulk-load a seeded synthetic corpus, then measure through a real MCP client over streamable
+HTTP (and stdio for one client): semantic_search latency and throughput at several concurrencies, store_fact and
+get_fact latency; beside them the floors (embedding alone, raw FT.SEARCH KNN, raw redis.asyncio vs the manager),
+recall@10 of the served index against exact search on the same embeddings, and the server's RSS.
+Writes JSON, a Markdown table and a PNG plot to the results folder.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from kb_mcp import __version__
 from kb_mcp.config import Settings
+from kb_mcp.corpus import Item, generate
+
+Result = dict[str, Any]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--facts", type=int, default=10_000)
+    parser.description = ("Benchmark kb-mcp through a real MCP client. Uses KB_REDIS_URL when set, else starts a "
+                          "private Redis Stack with scripts/redis-stack.sh. Results go to --out.")
+    parser.add_argument("--facts", default="10000,100000", help="corpus sizes, comma-separated (default 10000,100000)")
+    parser.add_argument("--clients", default="1,10,50,100", help="concurrency levels for semantic_search")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each concurrency level")
+    parser.add_argument("--queries", type=int, default=300, help="sequential calls for single-client latency")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="results folder")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="a 1-minute smoke run: 2000 facts, short levels")
+    parser.add_argument("--keep", action="store_true", help="keep the bench namespaces in Redis afterwards")
 
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
-    raise SystemExit("kb-mcp bench is not implemented yet")
+    if args.quick:
+        args.facts, args.seconds, args.queries = "2000", 3.0, 60
+    sizes = [int(x) for x in str(args.facts).split(",") if x]
+    levels = [int(x) for x in str(args.clients).split(",") if x]
+    return asyncio.run(_main(settings, args, sizes, levels))
+
+
+async def _main(settings: Settings, args: argparse.Namespace, sizes: list[int], levels: list[int]) -> int:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    async with _redis(settings) as redis_url:
+        report: Result = {"kb_mcp": __version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": _machine(),
+                          "settings": {"vector_algorithm": settings.vector_algorithm, "hnsw_m": settings.hnsw_m,
+                                       "hnsw_ef_runtime": settings.hnsw_ef_runtime,
+                                       "embedding": settings.embedding_provider}, "runs": []}
+        for size in sizes:
+            bench_settings = settings.model_copy(update={"redis_url": redis_url, "namespace": f"bench{size}"})
+            _say(f"== {size} facts (namespace {bench_settings.namespace})")
+            run = await _bench_size(bench_settings, size, levels, args)
+            report["runs"].append(run)
+            (out / "results.json").write_text(json.dumps(report, indent=2))
+    (out / "results.md").write_text(markdown(report))
+    _plot(report, out / "latency_vs_concurrency.png")
+    _say(f"results: {out / 'results.json'}, {out / 'results.md'}, {out / 'latency_vs_concurrency.png'}")
+    print(markdown(report))
+    return 0
+
+
+# ---------------------------------------------------------------- one corpus size
+
+
+async def _bench_size(settings: Settings, size: int, levels: list[int], args: argparse.Namespace) -> Result:
+    from kb_mcp.store import KnowledgeStore
+
+    items = generate(size, seed=args.seed)
+    rng = random.Random(args.seed)
+    run: Result = {"facts": size}
+    async with KnowledgeStore.open(settings) as store:
+        await store.drop_namespace()
+        await store.ensure_index()
+        run["bulk_ingest_facts_per_s"] = await _ingest(store, items)
+        vectors, ids = await _read_vectors(store)
+        sample = rng.sample(range(len(items)), min(200, len(items)))
+        queries = [items[i].query for i in sample]
+        run["floors"] = await _floors(store, queries)
+        run["recall"] = await _recall(store, queries, sample, vectors, ids)
+    with _server(settings) as (url, pid):
+        rss = _RssSampler(pid)
+        async with rss:
+            run["http"] = await _over_mcp(url, items, levels, args, rng)
+        run["server_rss_mb"] = rss.peak_mb
+    run["stdio"] = await _stdio(settings, items, args.queries, rng)
+    if not args.keep:
+        async with KnowledgeStore.open(settings) as store:
+            await store.drop_namespace()
+    return run
+
+
+async def _ingest(store: Any, items: list[Item]) -> float:
+    from tqdm import tqdm
+
+    chunk = 2048
+    started = time.perf_counter()
+    with tqdm(total=len(items), unit="fact", desc="bulk ingest", file=sys.stderr) as bar:
+        for start in range(0, len(items), chunk):
+            part = items[start:start + chunk]
+            await store.store_many([{"content": it.fact, "fact_id": f"b{start + i}", "tags": [it.topic]}
+                                    for i, it in enumerate(part)])
+            bar.update(len(part))
+    rate = len(items) / (time.perf_counter() - started)
+    while (await store.stats()).index_state != "ready":
+        await asyncio.sleep(0.2)
+    return round(rate, 1)
+
+
+async def _read_vectors(store: Any) -> tuple[np.ndarray[Any, Any], list[str]]:
+    ids: list[str] = []
+    rows: list[bytes] = []
+    async for keys in store._scan_keys():
+        pipe = store.manager.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(key, ["id", "vector"])
+        for fact_id, vector in await pipe.execute():
+            ids.append(fact_id.decode())
+            rows.append(vector)
+    matrix = np.frombuffer(b"".join(rows), dtype=np.float32).reshape(len(rows), -1)
+    return matrix, ids
+
+
+async def _floors(store: Any, queries: list[str]) -> Result:
+    """What kb-mcp cannot beat: the model alone, RediSearch alone, and redis.asyncio alone vs our manager."""
+    from redis.asyncio import BlockingConnectionPool, Redis
+
+    embed = [await _timed(store.embedding.aembed([q])) for q in queries]
+    vectors = (await store.embedding.aembed(queries)).astype(np.float32)
+    client = store.manager.client
+    knn: list[float] = []
+    for vec in vectors:
+        knn.append(await _timed(client.execute_command(
+            "FT.SEARCH", store.index_name, "*=>[KNN 5 @vector $v AS d]", "PARAMS", 2, "v", vec.tobytes(),
+            "SORTBY", "d", "RETURN", 1, "id", "DIALECT", 2)))
+    url = str(store.settings.redis_url)
+    raw = Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=50))
+    key = f"{store.namespace}:benchkey"
+
+    async def raw_op(i: int) -> None:
+        await raw.execute_command("HSET", f"{key}:{i % 100}", "a", "1", "b", "2")  # type: ignore[no-untyped-call]
+        await raw.execute_command("HGETALL", f"{key}:{i % 100}")  # type: ignore[no-untyped-call]
+
+    async def managed_op(i: int) -> None:
+        k = f"{key}:{i % 100}"
+        await store.manager.run("bench hset", lambda r: r.execute_command("HSET", k, "a", "1", "b", "2"))
+        await store.manager.run("bench hgetall", lambda r: r.execute_command("HGETALL", k))
+
+    raw_ops = await _ops_per_s(raw_op, concurrency=50, seconds=3) * 2
+    managed_ops = await _ops_per_s(managed_op, concurrency=50, seconds=3) * 2
+    await raw.delete(*[f"{key}:{i}" for i in range(100)])
+    await raw.aclose()
+    return {
+        "embedding_ms": _pcts(embed), "ft_search_knn_ms": _pcts(knn),
+        "raw_redis_ops_per_s": round(raw_ops), "manager_ops_per_s": round(managed_ops),
+        "manager_overhead_pct": round((raw_ops / managed_ops - 1) * 100, 1),
+    }
+
+
+async def _recall(store: Any, queries: list[str], sample: list[int], vectors: np.ndarray[Any, Any],
+                  ids: list[str]) -> Result:
+    """recall@10 of the served index (HNSW, default EF_RUNTIME) against exact cosine search on the same vectors."""
+    qv = (await store.embedding.aembed(queries)).astype(np.float32)
+    exact = np.argsort(-(qv @ vectors.T), axis=1)[:, :10]
+    hits = 0
+    paraphrase_at_1 = 0
+    for row, (q, fact_index) in enumerate(zip(queries, sample, strict=True)):
+        served = await store.semantic_search(q, top_k=10)
+        served_ids = {h.fact_id for h in served}
+        hits += len(served_ids & {ids[j] for j in exact[row]})
+        paraphrase_at_1 += bool(served) and served[0].fact_id == f"b{fact_index}"
+    return {"recall_at_10_vs_exact": round(hits / (10 * len(queries)), 4),
+            "paraphrase_recall_at_1": round(paraphrase_at_1 / len(queries), 4), "queries": len(queries)}
+
+
+async def _over_mcp(url: str, items: list[Item], levels: list[int], args: argparse.Namespace,
+                    rng: random.Random) -> Result:
+    from mcp import Client
+    from tqdm import tqdm
+
+    result: Result = {}
+    queries = [it.query for it in items]
+    async with Client(url) as client:
+        for _ in range(20):  # warm-up
+            await client.call_tool("semantic_search", {"query": rng.choice(queries)})
+        search = [await _timed(_ok(client.call_tool("semantic_search", {"query": rng.choice(queries)})))
+                  for _ in tqdm(range(args.queries), desc="search, 1 client", file=sys.stderr)]
+        result["semantic_search_1_client_ms"] = _pcts(search)
+        get = [await _timed(_ok(client.call_tool("get_fact", {"fact_id": f"b{rng.randrange(len(items))}"})))
+               for _ in range(args.queries)]
+        result["get_fact_by_id_ms"] = _pcts(get)
+        store = [await _timed(_ok(client.call_tool("store_fact", {
+            "content": f"bench store {i}: {rng.choice(items).fact}", "fact_id": f"s{i}"})))
+            for i in range(args.queries)]
+        result["store_fact_1_client_ms"] = _pcts(store)
+    levels_out = []
+    for clients in levels:
+        level = await _closed_loop(url, clients, args.seconds, lambda r: ("semantic_search", {
+            "query": r.choice(queries)}), f"search, {clients} clients")
+        levels_out.append({"clients": clients, **level})
+    result["semantic_search_by_concurrency"] = levels_out
+    counter = iter(range(10**9))
+    result["store_fact_10_clients"] = await _closed_loop(url, 10, args.seconds, lambda r: ("store_fact", {
+        "content": f"concurrent store {next(counter)} {r.random()}"}), "store, 10 clients")
+    return result
+
+
+async def _closed_loop(url: str, clients: int, seconds: float,
+                       make: Callable[[random.Random], tuple[str, dict[str, Any]]], desc: str) -> Result:
+    """`clients` MCP sessions, each calling back-to-back for `seconds`; throughput and latency percentiles."""
+    from mcp import Client
+
+    latencies: list[float] = []
+    errors = 0
+    stop = asyncio.Event()
+    started = asyncio.Event()
+    ready = 0
+
+    async def one(n: int) -> None:
+        nonlocal errors, ready
+        r = random.Random(n)
+        async with Client(url) as client:
+            ready += 1
+            if ready == clients:
+                started.set()
+            await started.wait()
+            while not stop.is_set():
+                name, arguments = make(r)
+                t = time.perf_counter()
+                res = await client.call_tool(name, arguments)
+                latencies.append((time.perf_counter() - t) * 1000)
+                errors += bool(res.is_error)
+
+    tasks = [asyncio.create_task(one(n)) for n in range(clients)]
+    await started.wait()
+    _say(f"{desc}: {seconds:.0f} s")
+    t0 = time.perf_counter()
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    return {"calls_per_s": round(len(latencies) / elapsed, 1), "errors": errors, **_pcts(latencies, already_ms=True)}
+
+
+async def _stdio(settings: Settings, items: list[Item], n: int, rng: random.Random) -> Result:
+    from mcp import Client, StdioServerParameters
+
+    env = {"KB_REDIS_URL": str(settings.redis_url), "KB_NAMESPACE": settings.namespace, "KB_LOG_LEVEL": "WARNING"}
+    params = StdioServerParameters(command=_kb_mcp(), args=["serve"], env=env)
+    async with Client(params) as client:
+        for _ in range(20):
+            await client.call_tool("semantic_search", {"query": rng.choice(items).query})
+        times = [await _timed(_ok(client.call_tool("semantic_search", {"query": rng.choice(items).query})))
+                 for _ in range(n)]
+    return {"semantic_search_1_client_ms": _pcts(times)}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+async def _ok(call: Awaitable[Any]) -> Any:
+    result = await call
+    if result.is_error:
+        raise RuntimeError(result.content[0].text)
+    return result
+
+
+async def _timed(call: Awaitable[Any]) -> float:
+    t = time.perf_counter()
+    await call
+    return (time.perf_counter() - t) * 1000
+
+
+async def _ops_per_s(op: Callable[[int], Awaitable[None]], concurrency: int, seconds: float) -> float:
+    count = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(w: int) -> None:
+        nonlocal count
+        i = w
+        while time.perf_counter() < deadline:
+            await op(i)
+            count += 1
+            i += concurrency
+
+    t = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return count / (time.perf_counter() - t)
+
+
+def _pcts(values: list[float], already_ms: bool = True) -> Result:
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def pick(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 2)
+
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "mean": round(statistics.fmean(ordered), 2),
+            "n": len(ordered)}
+
+
+class _RssSampler:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_mb = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _RssSampler:
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _sample(self) -> None:
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+            await asyncio.sleep(0.2)
+
+
+def _kb_mcp() -> str:
+    beside = Path(sys.executable).with_name("kb-mcp")
+    return str(beside) if beside.exists() else (shutil.which("kb-mcp") or "kb-mcp")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _server(settings: Settings) -> Any:
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "KB_REDIS_URL": str(settings.redis_url), "KB_NAMESPACE": settings.namespace,
+           "KB_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([_kb_mcp(), "serve", "--transport", "http", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("kb-mcp HTTP server did not start")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp", proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+@contextlib.asynccontextmanager
+async def _redis(settings: Settings) -> AsyncIterator[str]:
+    """KB_REDIS_URL when the user set it; otherwise a private Redis Stack on a free port, removed afterwards."""
+    if "KB_REDIS_URL" in os.environ:
+        yield str(settings.redis_url)
+        return
+    script = Path(__file__).resolve().parents[1] / "scripts" / "redis-stack.sh"
+    if not script.exists():
+        raise SystemExit("kb-mcp bench: set KB_REDIS_URL (scripts/redis-stack.sh is not beside this install)")
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="kb-bench-redis-") as tmp:
+        env = {**os.environ, "REDIS_PORT": str(port), "REDIS_DATA_DIR": str(Path(tmp) / "data")}
+        subprocess.run(["bash", str(script), "start"], env=env, check=True)
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            subprocess.run(["bash", str(script), "stop"], env=env, check=False)
+
+
+def _machine() -> Result:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- reports
+
+
+def markdown(report: Result) -> str:
+    lines = [f"kb-mcp {report['kb_mcp']} · {report['date']} · {report['machine']['cpus']} cores · "
+             f"Python {report['machine']['python']} · index {report['settings']['vector_algorithm']} "
+             f"(M {report['settings']['hnsw_m']}, EF_RUNTIME {report['settings']['hnsw_ef_runtime']})", ""]
+    header = "| measure | " + " | ".join(f"{r['facts']:,} facts" for r in report["runs"]) + " |"
+    lines += [header, "|---|" + "---|" * len(report["runs"])]
+
+    def row(label: str, get: Callable[[Result], Any]) -> None:
+        cells = []
+        for r in report["runs"]:
+            try:
+                cells.append(str(get(r)))
+            except (KeyError, IndexError, TypeError):
+                cells.append("-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    def lat(d: Result) -> str:
+        return f"{d['p50']} / {d['p95']} / {d['p99']}"
+
+    def level(i: int) -> Callable[[Result], str]:
+        def cell(r: Result) -> str:
+            lv = r["http"]["semantic_search_by_concurrency"][i]
+            return f"{lv['calls_per_s']} · {lv['p50']} / {lv['p99']}"
+
+        return cell
+
+    row("semantic_search, 1 client, HTTP: p50 / p95 / p99 ms",
+        lambda r: lat(r["http"]["semantic_search_1_client_ms"]))
+    row("semantic_search, 1 client, stdio: p50 / p95 / p99 ms",
+        lambda r: lat(r["stdio"]["semantic_search_1_client_ms"]))
+    for i, lv in enumerate(report["runs"][0]["http"]["semantic_search_by_concurrency"]):
+        row(f"semantic_search, {lv['clients']} clients: searches/s · p50 / p99 ms", level(i))
+    row("store_fact, 1 client: p50 / p95 / p99 ms", lambda r: lat(r["http"]["store_fact_1_client_ms"]))
+    row("store_fact, 10 clients: stores/s · p99 ms", lambda r: f"{r['http']['store_fact_10_clients']['calls_per_s']} · "
+                                                              f"{r['http']['store_fact_10_clients']['p99']}")
+    row("get_fact by id: p50 / p95 / p99 ms", lambda r: lat(r["http"]["get_fact_by_id_ms"]))
+    row("bulk ingest (embed + pipelined writes): facts/s", lambda r: r["bulk_ingest_facts_per_s"])
+    row("floor: embedding alone, p50 / p95 ms", lambda r: f"{r['floors']['embedding_ms']['p50']} / "
+                                                          f"{r['floors']['embedding_ms']['p95']}")
+    row("floor: raw FT.SEARCH KNN, p50 / p95 ms", lambda r: f"{r['floors']['ft_search_knn_ms']['p50']} / "
+                                                            f"{r['floors']['ft_search_knn_ms']['p95']}")
+    row("floor: raw redis.asyncio HSET+HGETALL ops/s (50 conc.)", lambda r: r["floors"]["raw_redis_ops_per_s"])
+    row("AsyncRedisManager ops/s · overhead vs raw", lambda r: f"{r['floors']['manager_ops_per_s']} · "
+                                                              f"{r['floors']['manager_overhead_pct']} %")
+    row("recall@10 of the served index vs exact", lambda r: r["recall"]["recall_at_10_vs_exact"])
+    row("paraphrase recall@1 (query -> its fact)", lambda r: r["recall"]["paraphrase_recall_at_1"])
+    row("kb-mcp server peak RSS, MB", lambda r: round(r["server_rss_mb"]))
+    return "\n".join(lines) + "\n"
+
+
+def _plot(report: Result, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # the bench extra is not installed: the JSON and Markdown are still written
+        _say("matplotlib not installed (pip install 'kb-mcp[bench]'): no plot")
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for run in report["runs"]:
+        levels = run["http"]["semantic_search_by_concurrency"]
+        xs = [lv["clients"] for lv in levels]
+        left.plot(xs, [lv["p50"] for lv in levels], marker="o", label=f"{run['facts']:,} facts p50")
+        left.plot(xs, [lv["p99"] for lv in levels], marker="x", linestyle="--", label=f"{run['facts']:,} facts p99")
+        right.plot(xs, [lv["calls_per_s"] for lv in levels], marker="o", label=f"{run['facts']:,} facts")
+    left.set(xlabel="concurrent MCP clients (HTTP)", ylabel="semantic_search latency, ms", xscale="log",
+             yscale="log", title="Latency vs concurrency")
+    right.set(xlabel="concurrent MCP clients (HTTP)", ylabel="searches / s", xscale="log",
+              title="Throughput vs concurrency")
+    for ax in (left, right):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
