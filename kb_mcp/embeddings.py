@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Any
@@ -25,6 +27,7 @@ from kb_mcp.errors import StartupError, StoreUnavailable
 MINILM_DIM = 384
 MINILM_MAX_TOKENS = 256  # what sentence-transformers uses for this model
 TOKENIZER_FILE = "all-MiniLM-L6-v2.tokenizer.json"
+ONNX_BATCH = 64  # texts per ONNX run (measured: length-sorted batches of 64 embed ~2x faster than one by one)
 
 Vectors = npt.NDArray[np.float32]
 
@@ -64,11 +67,64 @@ class KbEmbedding(BaseEmbedding):
         return None
 
 
+class EmbeddingCoalescer:
+    """Embeds concurrent requests together: whatever arrives while a batch runs forms the next batch.
+
+    One search alone is embedded at once (no added wait); under load, a 50-client burst costs a few batched ONNX
+    runs instead of 50 single ones, which is what lets throughput grow with clients. A caller that gives up (its
+    deadline) is simply skipped; the others still get their vectors.
+    """
+
+    def __init__(self, encode: Callable[[list[str]], Vectors], executor: ThreadPoolExecutor,
+                 max_batch: int = 64) -> None:
+        self._encode = encode
+        self._executor = executor
+        self.max_batch = max_batch
+        self._pending: deque[tuple[list[str], asyncio.Future[Vectors]]] = deque()
+        self._worker: asyncio.Task[None] | None = None
+
+    async def embed(self, texts: list[str]) -> Vectors:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Vectors] = loop.create_future()
+        self._pending.append((texts, future))
+        if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
+            self._worker = loop.create_task(self._drain(), name="kb-embed-coalescer")
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch: list[tuple[list[str], asyncio.Future[Vectors]]] = []
+            size = 0
+            while self._pending and (not batch or size + len(self._pending[0][0]) <= self.max_batch):
+                texts, future = self._pending.popleft()
+                if future.done() or future.get_loop() is not loop:
+                    continue  # the caller gave up, or belongs to a closed loop
+                batch.append((texts, future))
+                size += len(texts)
+            if not batch:
+                continue
+            flat = [text for texts, _ in batch for text in texts]
+            try:
+                vectors = await loop.run_in_executor(self._executor, self._encode, flat)
+            except Exception as exc:  # handed to every caller of this batch
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            offset = 0
+            for texts, future in batch:
+                if not future.done():
+                    future.set_result(vectors[offset:offset + len(texts)])
+                offset += len(texts)
+
+
 class OnnxMiniLMEmbedding(KbEmbedding):
     """all-MiniLM-L6-v2 (int8 ONNX): mean pooling over the attention mask, then L2 normalisation.
 
     ONNX inference is CPU-bound and synchronous, so it runs on a dedicated one-thread executor: one batch at a time
-    uses every core (intra-op threads) and the event loop never stalls on it.
+    uses every core (intra-op threads) and the event loop never stalls on it. Texts are batched by token length so a
+    batch pads to its own longest text, not to the longest of all.
     """
 
     model_name: str = "all-MiniLM-L6-v2-onnx-int8"
@@ -76,6 +132,7 @@ class OnnxMiniLMEmbedding(KbEmbedding):
     _session: Any = PrivateAttr()
     _tokenizer: Any = PrivateAttr()
     _executor: ThreadPoolExecutor = PrivateAttr()
+    _coalescer: EmbeddingCoalescer = PrivateAttr()
 
     def __init__(self, threads: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -93,35 +150,45 @@ class OnnxMiniLMEmbedding(KbEmbedding):
         self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         tokenizer_json = resources.files("kb_mcp").joinpath("data", TOKENIZER_FILE).read_text(encoding="utf-8")
         tokenizer = Tokenizer.from_str(tokenizer_json)
-        # The shipped file pads/truncates to a fixed 128; match sentence-transformers instead.
+        # The shipped file pads/truncates to a fixed 128: truncate at 256 like sentence-transformers, and pad
+        # ourselves per length-sorted batch.
         tokenizer.enable_truncation(max_length=MINILM_MAX_TOKENS)
-        tokenizer.enable_padding()
+        tokenizer.no_padding()
         self._tokenizer = tokenizer
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-embed")
+        self._coalescer = EmbeddingCoalescer(self.embed, self._executor, max_batch=ONNX_BATCH)
 
     @classmethod
     def class_name(cls) -> str:
         return "OnnxMiniLMEmbedding"
 
     def embed(self, texts: list[str]) -> Vectors:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return out
         encodings = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        hidden: Vectors = self._session.run(["last_hidden_state"], feeds)[0]
-        weights = mask[:, :, None].astype(np.float32)
-        pooled: Vectors = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        unit: Vectors = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
-        return unit
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), ONNX_BATCH):
+            rows = order[start:start + ONNX_BATCH]
+            width = max(len(encodings[i].ids) for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for j, i in enumerate(rows):
+                tokens = encodings[i].ids
+                ids[j, :len(tokens)] = tokens
+                mask[j, :len(tokens)] = 1
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            hidden: Vectors = self._session.run(["last_hidden_state"], feeds)[0]
+            weights = mask[:, :, None].astype(np.float32)
+            pooled: Vectors = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            out[rows] = pooled / np.clip(norms, 1e-12, None)
+        return out
 
     async def aembed(self, texts: list[str]) -> Vectors:
-        # Off the loop, or one search stalls every other tool. On timeout bounded() stops waiting; the batch finishes.
-        loop = asyncio.get_running_loop()
-        vectors: Vectors = await loop.run_in_executor(self._executor, self.embed, texts)
-        return vectors
+        # Off the loop (or one search would stall every other tool), coalesced with concurrent requests.
+        # On timeout bounded() stops waiting; the batch still finishes for the others.
+        return await self._coalescer.embed(texts)
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,59 @@
+"""The offline embedding: real model, real vectors; batching and coalescing must not change a single vector."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from kb_mcp.corpus import generate
+from kb_mcp.embeddings import OnnxMiniLMEmbedding
+
+pytestmark = pytest.mark.anyio
+
+
+def test_vectors_are_unit_length_and_batch_independent(embedding: OnnxMiniLMEmbedding) -> None:
+    texts = [item.fact for item in generate(70)] + ["short", "a much longer sentence " * 40]
+    batch = embedding.embed(texts)
+    assert batch.shape == (72, 384) and batch.dtype == np.float32
+    assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+    single = np.stack([embedding.embed([t])[0] for t in texts])
+    assert np.abs(batch - single).max() < 1e-4
+    assert len({row.tobytes() for row in batch}) == 72
+
+
+def test_meaning_is_captured(embedding: OnnxMiniLMEmbedding) -> None:
+    cat, feline, stocks = embedding.embed(["The cat sits on the mat", "A feline rests on a rug",
+                                           "Stock markets fell sharply today"])
+    assert float(cat @ feline) > 0.4 > float(cat @ stocks)
+
+
+async def test_concurrent_requests_are_coalesced_and_exact(embedding: OnnxMiniLMEmbedding) -> None:
+    texts = [item.query for item in generate(120)]
+    runs = 0
+    encode = embedding._coalescer._encode
+
+    def counting(batch: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+        nonlocal runs
+        runs += 1
+        return encode(batch)
+
+    embedding._coalescer._encode = counting
+    try:
+        results = await asyncio.gather(*(embedding.aembed([t]) for t in texts))
+    finally:
+        embedding._coalescer._encode = encode
+    assert runs <= 4, runs  # 120 concurrent requests -> a few batched ONNX runs, not 120
+    expected = embedding.embed(texts)
+    assert np.abs(np.concatenate(results) - expected).max() < 1e-4
+
+
+async def test_a_caller_that_gives_up_does_not_hurt_the_others(embedding: OnnxMiniLMEmbedding) -> None:
+    texts = [item.fact for item in generate(40)]
+    tasks = [asyncio.create_task(embedding.aembed([t])) for t in texts]
+    await asyncio.sleep(0)
+    tasks[3].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[3], asyncio.CancelledError)
+    assert all(isinstance(v, np.ndarray) and v.shape == (1, 384) for i, v in enumerate(done) if i != 3)
