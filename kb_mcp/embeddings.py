@@ -147,6 +147,9 @@ class OnnxMiniLMEmbedding(KbEmbedding):
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # No spin-waiting between runs: idle ORT threads would burn the cores the event loop needs (measured: +25%
+        # searches/s at 50 clients, lower single-client p99).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         tokenizer_json = resources.files("kb_mcp").joinpath("data", TOKENIZER_FILE).read_text(encoding="utf-8")
         tokenizer = Tokenizer.from_str(tokenizer_json)

@@ -136,9 +136,9 @@ class KnowledgeStore:
 
     def __init__(self, settings: Settings, manager: AsyncRedisManager, embedding: KbEmbedding,
                  observe: Observer | None = None, namespace: str | None = None) -> None:
-        logs.tame_redisvl()
-        from llama_index.vector_stores.redis import RedisVectorStore
         from redisvl.schema import IndexSchema
+
+        from kb_mcp.vector_store import RETURN_FIELDS, KbRedisVectorStore
 
         logs.silence_stdout_loggers()
         self.settings = settings
@@ -167,10 +167,8 @@ class KnowledgeStore:
             ],
         })
         # Built with the async client only: no synchronous Redis client exists anywhere in kb-mcp.
-        self.vector_store = RedisVectorStore(
-            schema=self.schema, redis_client_async=manager.client,
-            return_fields=[F_ID, F_DOC, F_TEXT, "_node_content", "vector_distance"],
-        )
+        self.vector_store = KbRedisVectorStore(schema=self.schema, redis_client_async=manager.client,
+                                               return_fields=RETURN_FIELDS)
         self.vector_store.created_async_index = True  # we create the index ourselves (never overwrite=True)
 
     # ------------------------------------------------------------ lifecycle
@@ -670,8 +668,9 @@ class KnowledgeStore:
                               created_at=format_ts(created))
         return fid, record
 
-    async def rebuild_index(self) -> StoreStats:
-        """Drop the index (keeping every hash) and create it again from the current settings; Redis re-indexes."""
+    async def rebuild_index(self, wait: bool = True) -> StoreStats:
+        """Drop the index (keeping every hash) and create it again from the current settings; Redis re-indexes
+        in the background (it scans the whole keyspace). With `wait`, return once that scan has finished."""
         async with self._index_lock:
             try:
                 await self._redis("FT.DROPINDEX", lambda r: _cmd(r, "FT.DROPINDEX", self.index_name))
@@ -680,7 +679,11 @@ class KnowledgeStore:
                     raise
             self._index_ready = False
         await self.ensure_index()
-        return await self.stats()
+        stats = await self.stats()
+        while wait and stats.index_state == "indexing":
+            await asyncio.sleep(0.1)
+            stats = await self.stats()
+        return stats
 
     async def drop_namespace(self) -> None:
         """Delete the index and every fact of this namespace (tests, `kb-mcp` never calls it on its own)."""
