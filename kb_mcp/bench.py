@@ -91,6 +91,7 @@ async def _bench_size(settings: Settings, size: int, levels: list[int], args: ar
         await store.drop_namespace()
         await store.ensure_index()
         run["bulk_ingest_facts_per_s"] = await _ingest(store, items)
+        run["import_with_vectors_facts_per_s"] = await _import_rate(store, settings)
         vectors, ids = await _read_vectors(store)
         sample = rng.sample(range(len(items)), min(200, len(items)))
         queries = [items[i].query for i in sample]
@@ -122,6 +123,24 @@ async def _ingest(store: Any, items: list[Item]) -> float:
     rate = len(items) / (time.perf_counter() - started)
     while (await store.stats()).index_state != "ready":
         await asyncio.sleep(0.2)
+    return round(rate, 1)
+
+
+async def _import_rate(store: Any, settings: Settings) -> float:
+    """The write path alone: export (vectors included), then import into a scratch namespace (no embedding)."""
+    from kb_mcp.store import KnowledgeStore
+
+    with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
+        path = Path(tmp) / "export.jsonl"
+        await store.export(path)
+        scratch = settings.model_copy(update={"namespace": settings.namespace + "imp", "timeout_file": 60.0})
+        async with KnowledgeStore.open(scratch, embedding=store.embedding) as target:
+            await target.drop_namespace()
+            await target.ensure_index()
+            started = time.perf_counter()
+            count = await target.import_(path)
+            rate = count / (time.perf_counter() - started)
+            await target.drop_namespace()
     return round(rate, 1)
 
 
@@ -164,8 +183,11 @@ async def _floors(store: Any, queries: list[str]) -> Result:
         await store.manager.run("bench hset", lambda r: r.execute_command("HSET", k, "a", "1", "b", "2"))
         await store.manager.run("bench hgetall", lambda r: r.execute_command("HGETALL", k))
 
-    raw_ops = await _ops_per_s(raw_op, concurrency=50, seconds=3) * 2
-    managed_ops = await _ops_per_s(managed_op, concurrency=50, seconds=3) * 2
+    # Alternate the two, three rounds each, and keep each one's best: a 2-core machine is noisy.
+    raw_ops = managed_ops = 0.0
+    for _ in range(3):
+        raw_ops = max(raw_ops, await _ops_per_s(raw_op, concurrency=50, seconds=2) * 2)
+        managed_ops = max(managed_ops, await _ops_per_s(managed_op, concurrency=50, seconds=2) * 2)
     await raw.delete(*[f"{key}:{i}" for i in range(100)])
     await raw.aclose()
     return {
@@ -445,6 +467,7 @@ def markdown(report: Result) -> str:
                                                               f"{r['http']['store_fact_10_clients']['p99']}")
     row("get_fact by id: p50 / p95 / p99 ms", lambda r: lat(r["http"]["get_fact_by_id_ms"]))
     row("bulk ingest (embed + pipelined writes): facts/s", lambda r: r["bulk_ingest_facts_per_s"])
+    row("import with vectors (write path alone): facts/s", lambda r: r["import_with_vectors_facts_per_s"])
     row("floor: embedding alone, p50 / p95 ms", lambda r: f"{r['floors']['embedding_ms']['p50']} / "
                                                           f"{r['floors']['embedding_ms']['p95']}")
     row("floor: raw FT.SEARCH KNN, p50 / p95 ms", lambda r: f"{r['floors']['ft_search_knn_ms']['p50']} / "

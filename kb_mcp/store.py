@@ -15,7 +15,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -83,6 +83,8 @@ INDEX_NAME = "{ns}:idx"
 SCAN_BATCH = 500
 WRITE_BATCH = 256
 EMBED_BATCH = 64
+IMPORT_CHUNK = 1024  # lines per read and per write batch on import
+BULK_EMBED_CHUNK = 1024  # per embedding call on the bulk path: ~2.5 s of model time, well inside KB_TIMEOUT_INDEX
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
 TOP_K_MAX = 50
 LIMIT_MAX = 100
@@ -544,13 +546,26 @@ class KnowledgeStore:
             prepared.append((fid, content, check_metadata(item.get("metadata"), f"facts[{i}].metadata"),
                              check_tags(item.get("tags"), f"facts[{i}].tags")))
         await self._ready()
-        for start in range(0, len(prepared), EMBED_BATCH):
-            part = prepared[start:start + EMBED_BATCH]
-            vectors = await self._embed([p[1] for p in part], "embed batch")
-            now = format_ts(time.time())
-            await self._write_records(
-                [(fid, build_record(fid, content, meta, tg, vector_bytes(vectors[i]), updated_at=now, created_at=now))
-                 for i, (fid, content, meta, tg) in enumerate(part)], "write batch")
+        chunks = [prepared[i:i + BULK_EMBED_CHUNK] for i in range(0, len(prepared), BULK_EMBED_CHUNK)]
+
+        def embed(chunk: list[tuple[str, str, dict[str, Scalar], list[str]]]) -> asyncio.Task[np.ndarray[Any, Any]]:
+            return asyncio.ensure_future(self._embed([p[1] for p in chunk], "embed batch"))
+
+        pending = embed(chunks[0]) if chunks else None
+        try:
+            for k, chunk in enumerate(chunks):
+                assert pending is not None
+                vectors = await pending
+                # The model embeds the next chunk while this one is written: the CPU and Redis work overlap.
+                pending = embed(chunks[k + 1]) if k + 1 < len(chunks) else None
+                now = format_ts(time.time())
+                await self._write_records(
+                    [(fid, build_record(fid, text, meta, tg, vector_bytes(vectors[i]), updated_at=now,
+                                        created_at=now)) for i, (fid, text, meta, tg) in enumerate(chunk)],
+                    "write batch")
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
         return [p[0] for p in prepared]
 
     # ------------------------------------------------------------ admin
@@ -622,20 +637,41 @@ class KnowledgeStore:
     async def import_(self, path: str | Path) -> int:
         """Load a JSONL export (or hand-written lines: records without a vector are embedded).
 
-        The whole file is validated before anything is written: a bad line changes nothing and is named.
+        The file is read twice in chunks (each read bounded by the file timeout, memory bounded by the chunk):
+        first every line is validated, and a bad line is named and changes nothing; then the records are written.
         """
         source = Path(path)
-        lines: list[str] = await self._bounded("file", asyncio.to_thread(_read_lines, source), f"read {source.name}")
-        records = [self._import_record(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+        count = 0
+        async for lineno, chunk in self._line_chunks(source):
+            for offset, line in enumerate(chunk):
+                if line.strip():
+                    self._import_record(lineno + offset, line)
+                    count += 1
         await self._ready()
-        missing = [i for i, (_, fields) in enumerate(records) if not fields[F_VECTOR]]
-        for start in range(0, len(missing), EMBED_BATCH):
-            idx = missing[start:start + EMBED_BATCH]
-            vectors = await self._embed([_s(records[i][1][F_TEXT]) for i in idx], "embed import")
-            for j, i in enumerate(idx):
-                records[i][1][F_VECTOR] = vector_bytes(vectors[j])
-        await self._write_records(records, "import batch")
-        return len(records)
+        async for lineno, chunk in self._line_chunks(source):
+            records = [self._import_record(lineno + i, line) for i, line in enumerate(chunk) if line.strip()]
+            missing = [i for i, (_, fields) in enumerate(records) if not fields[F_VECTOR]]
+            if missing:
+                vectors = await self._embed([_s(records[i][1][F_TEXT]) for i in missing], "embed import")
+                for j, i in enumerate(missing):
+                    records[i][1][F_VECTOR] = vector_bytes(vectors[j])
+            await self._write_records(records, "import batch")
+        return count
+
+    async def _line_chunks(self, path: Path) -> AsyncIterator[tuple[int, list[str]]]:
+        """(first line number, lines) of IMPORT_CHUNK lines at a time; every file operation bounded."""
+        handle: IO[str] = await self._bounded("file", asyncio.to_thread(_open_text, path), f"open {path.name}")
+        try:
+            lineno = 1
+            while True:
+                lines = await self._bounded("file", asyncio.to_thread(_read_chunk, handle, IMPORT_CHUNK),
+                                            f"read {path.name}")
+                if not lines:
+                    return
+                yield lineno, lines
+                lineno += len(lines)
+        finally:
+            handle.close()
 
     def _import_record(self, lineno: int, line: str) -> tuple[str, dict[str, str | bytes]]:
         where = f"line {lineno}"
@@ -797,13 +833,19 @@ def _read_text_file(path: Path) -> str:
         raise InvalidInput("path", f"{path.name} is not UTF-8 text") from None
 
 
-def _read_lines(path: Path) -> list[str]:
+def _open_text(path: Path) -> IO[str]:
     if not path.is_file():
         raise InvalidInput("path", f"{str(path)!r} is not a readable file")
-    with path.open(encoding="utf-8") as handle:
-        return handle.readlines()
+    return path.open(encoding="utf-8")
 
 
-def iter_batches(items: list[T], size: int) -> Iterator[list[T]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _read_chunk(handle: IO[str], lines: int) -> list[str]:
+    chunk: list[str] = []
+    try:
+        for line in handle:
+            chunk.append(line)
+            if len(chunk) == lines:
+                break
+    except UnicodeDecodeError:
+        raise InvalidInput("path", f"{handle.name} is not UTF-8 text") from None
+    return chunk

@@ -230,6 +230,11 @@ async def test_import_validates_the_whole_file_first(store: KnowledgeStore, tmp_
     with pytest.raises(InvalidInput, match=r"line 2\.content"):
         await store.import_(path)
     assert await store.count() == 0
+    many = "".join(json.dumps({"content": f"fact {i}"}) + "\n" for i in range(2500))  # spans three read chunks
+    path.write_text(many + json.dumps({"content": "ok", "tags": ["bad tag"]}) + "\n")
+    with pytest.raises(InvalidInput, match=r"line 2501\.tags"):
+        await store.import_(path)
+    assert await store.count() == 0
     path.write_text(json.dumps({"content": "hand written, no vector", "tags": ["x"]}) + "\n")
     assert await store.import_(path) == 1
     assert (await store.semantic_search("hand written"))[0].content == "hand written, no vector"
