@@ -102,6 +102,8 @@ async def _bench_size(settings: Settings, size: int, levels: list[int], args: ar
         async with rss:
             run["http"] = await _over_mcp(url, items, levels, args, rng)
         run["server_rss_mb"] = rss.peak_mb
+    with _server(settings, KB_DURABILITY="fsync") as (url, _):
+        run["fsync"] = await _fsync_cost(url, items, args.queries, rng)
     run["stdio"] = await _stdio(settings, items, args.queries, rng)
     if not args.keep:
         async with KnowledgeStore.open(settings) as store:
@@ -245,6 +247,16 @@ async def _over_mcp(url: str, items: list[Item], levels: list[int], args: argpar
     return result
 
 
+async def _fsync_cost(url: str, items: list[Item], n: int, rng: random.Random) -> Result:
+    """store_fact with KB_DURABILITY=fsync (WAITAOF after each write; Redis runs appendfsync everysec)."""
+    from mcp import Client
+
+    async with Client(url) as client:
+        times = [await _timed(_ok(client.call_tool("store_fact", {
+            "content": f"fsync store {i}: {rng.choice(items).fact}", "fact_id": f"fs{i}"}))) for i in range(n)]
+    return {"store_fact_1_client_ms": _pcts(times)}
+
+
 async def _closed_loop(url: str, clients: int, seconds: float,
                        make: Callable[[random.Random], tuple[str, dict[str, Any]]], desc: str) -> Result:
     """`clients` MCP sessions, each calling back-to-back for `seconds`; throughput and latency percentiles."""
@@ -377,12 +389,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _server(settings: Settings) -> Any:
+def _server(settings: Settings, **extra_env: str) -> Any:
     import httpx
 
     port = _free_port()
     env = {**os.environ, "KB_REDIS_URL": str(settings.redis_url), "KB_NAMESPACE": settings.namespace,
-           "KB_LOG_LEVEL": "WARNING"}
+           "KB_LOG_LEVEL": "WARNING", **extra_env}
     proc = subprocess.Popen([_kb_mcp(), "serve", "--transport", "http", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -465,6 +477,7 @@ def markdown(report: Result) -> str:
     row("store_fact, 1 client: p50 / p95 / p99 ms", lambda r: lat(r["http"]["store_fact_1_client_ms"]))
     row("store_fact, 10 clients: stores/s · p99 ms", lambda r: f"{r['http']['store_fact_10_clients']['calls_per_s']} · "
                                                               f"{r['http']['store_fact_10_clients']['p99']}")
+    row("store_fact with KB_DURABILITY=fsync: p50 / p95 / p99 ms", lambda r: lat(r["fsync"]["store_fact_1_client_ms"]))
     row("get_fact by id: p50 / p95 / p99 ms", lambda r: lat(r["http"]["get_fact_by_id_ms"]))
     row("bulk ingest (embed + pipelined writes): facts/s", lambda r: r["bulk_ingest_facts_per_s"])
     row("import with vectors (write path alone): facts/s", lambda r: r["import_with_vectors_facts_per_s"])

@@ -73,6 +73,10 @@ async def run_doctor(settings: Settings) -> int:
                 stats = await store.stats()
                 checks.append(Check("index", "ok", f"{stats.index}: {stats.facts} facts, {stats.index_state}, "
                                                    f"{stats.vector_algorithm} {stats.dimensions}-d"))
+                drift = await store.index_drift()
+                if drift:
+                    checks.append(Check("index settings", "warn", f"built with {drift}: run `kb-mcp reindex` "
+                                                                  "to rebuild it (no data loss)"))
         except KbError as exc:
             checks.append(Check("redis", "fail", str(exc)))
         checks.append(Check("breaker", "ok" if manager.breaker.state.value == "closed" else "warn",

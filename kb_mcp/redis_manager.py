@@ -181,13 +181,12 @@ class AsyncRedisManager:
     async def _watch_recovery(self) -> None:
         """While the circuit is open, PING every RECOVERY_PROBE_S (short deadline) and close it on the first
         answer: recovery is noticed within a fraction of a second, and no agent's call is spent as the probe."""
-        deadline_s = min(self._timeouts.redis_s, RECOVERY_PROBE_TIMEOUT_S)
+        probe = Timeouts(redis_s=min(self._timeouts.redis_s, RECOVERY_PROBE_TIMEOUT_S))
         while self.breaker.state is not BreakerState.CLOSED:
             await asyncio.sleep(RECOVERY_PROBE_S)
             try:
-                async with asyncio.timeout(deadline_s):
-                    await self.client.ping()
-            except (TimeoutError, RedisError, OSError):
+                await bounded("redis", self.client.ping(), "recovery PING", policy=probe)
+            except (OperationTimeout, RedisError, OSError):
                 continue
             self.breaker.record(ok=True)
 

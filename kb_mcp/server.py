@@ -29,10 +29,11 @@ from kb_mcp import __version__
 from kb_mcp.auth import StaticTokenVerifier, Tenant, current_tenant, load_tokens
 from kb_mcp.config import Settings
 from kb_mcp.embeddings import KbEmbedding
-from kb_mcp.errors import InvalidInput, KbError, OperationTimeout, ServerBusy
+from kb_mcp.errors import InvalidInput, KbError, ServerBusy
 from kb_mcp.facts import Fact, ScoredFact, StoredFact
 from kb_mcp.metrics import CONTENT_TYPE, Metrics
 from kb_mcp.store import LIMIT_MAX, TOP_K_MAX, Backend, KnowledgeStore, StoreStats
+from kb_mcp.timeouts import call_deadline
 
 log = logging.getLogger("kb_mcp.server")
 
@@ -148,13 +149,8 @@ async def tool_call(ctx: Context[AppState, Any], tool: str, *, write: bool = Fal
             raise ServerBusy(app.settings.max_concurrency)
         app.in_flight += 1
         admitted = True
-        try:
-            async with asyncio.timeout(limit) as deadline:
-                yield app.store_for(tenant)
-        except TimeoutError:
-            if deadline.expired():
-                raise OperationTimeout(tool, "tool", limit) from None
-            raise
+        async with call_deadline(limit, tool):
+            yield app.store_for(tenant)
     except KbError as exc:
         outcome = type(exc).__name__
         raise ToolError(str(exc)) from exc

@@ -589,6 +589,17 @@ class KnowledgeStore:
             percent_indexed=round(pct * 100, 1), redis_version=_s(server.get("redis_version")),
             used_memory_bytes=int(server.get("used_memory", 0)), redis=self.manager.state())
 
+    async def index_drift(self) -> str | None:
+        """How the existing index differs from the configured one (algorithm, M, EF_CONSTRUCTION), or None."""
+        attrs = vector_attributes(await self._index_info() or {})
+        if not attrs:
+            return None
+        want = {"algorithm": self.settings.vector_algorithm.upper()}
+        if self.settings.vector_algorithm == "hnsw":
+            want |= {"m": str(self.settings.hnsw_m), "ef_construction": str(self.settings.hnsw_ef_construction)}
+        drift = [f"{k} {attrs.get(k, '?')} (configured {v})" for k, v in want.items() if attrs.get(k, v) != v]
+        return ", ".join(drift) or None
+
     async def count(self) -> int:
         info = await self._index_info() or {}
         return int(_s(info.get("num_docs", 0)))
@@ -787,14 +798,18 @@ def _pairs(raw: Any) -> dict[str, Any]:
     return {_s(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
 
 
-def _index_dim(info: dict[str, Any]) -> int | None:
+def vector_attributes(info: dict[str, Any]) -> dict[str, str]:
+    """The vector field's attributes from FT.INFO, lower-cased names: algorithm, dim, m, ef_construction..."""
     for attr in info.get("attributes", []):
-        fields = [_s(x) if isinstance(x, bytes) else x for x in attr]
+        fields = [_s(x) for x in attr]
         if "VECTOR" in fields:
-            for name in ("dim", "DIM"):
-                if name in fields:
-                    return int(_s(fields[fields.index(name) + 1]))
-    return None
+            return {fields[i].lower(): fields[i + 1] for i in range(0, len(fields) - 1, 2)}
+    return {}
+
+
+def _index_dim(info: dict[str, Any]) -> int | None:
+    dim = vector_attributes(info).get("dim")
+    return int(dim) if dim else None
 
 
 def _encode_cursor(offset: int, scope: str) -> str:

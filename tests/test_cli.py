@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,3 +110,26 @@ def test_help_is_useful() -> None:
         assert command in result.stdout
     serve = subprocess.run([KB_MCP, "serve", "--help"], capture_output=True, text=True, timeout=60)
     assert "--transport" in serve.stdout and "--allow-unauthenticated" in serve.stdout
+
+
+def test_doctor_warns_when_aof_is_off(settings: Settings, redis_server_factory: Any) -> None:
+    import redis
+
+    server = redis_server_factory()
+    client = redis.Redis.from_url(server.url)
+    client.config_set("appendonly", "no")
+    client.close()
+    result = run(settings, "doctor", KB_REDIS_URL=server.url)
+    assert result.returncode == 0, result.stdout
+    assert "WARN  persistence (AOF)" in result.stdout and "appendonly no" in result.stdout
+    assert "verdict: WARN" in result.stdout
+
+
+def test_doctor_warns_when_the_index_was_built_with_other_settings(settings: Settings, cleanup: None) -> None:
+    built = run(settings, "stats", KB_HNSW_M="8")  # creates the index with M 8
+    assert built.returncode == 0, built.stderr
+    result = run(settings, "doctor")
+    assert "WARN  index settings" in result.stdout and "m 8 (configured 32)" in result.stdout
+    assert "kb-mcp reindex" in result.stdout
+    assert run(settings, "reindex").returncode == 0
+    assert "index settings" not in run(settings, "doctor").stdout

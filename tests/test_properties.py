@@ -82,13 +82,19 @@ class Harness:
         return self.runner.run(self.client.call_tool(tool, args))
 
     def snapshot(self) -> dict[bytes, bytes | None]:
+        """Every fact key of the namespace (listed through its index: O(namespace), not O(keyspace)) with its
+        updated_at, plus the count."""
         async def take() -> dict[bytes, bytes | None]:
             assert self.redis is not None
-            keys = sorted([k async for k in self.redis.scan_iter(match=self.prefix + "*", count=1000)])
+            reply = await self.redis.execute_command("FT.SEARCH", f"{self.settings.namespace}:idx", "*",
+                                                     "NOCONTENT", "LIMIT", 0, 10_000)
+            keys = sorted(reply[1:])
             pipe = self.redis.pipeline(transaction=False)
             for key in keys:
                 pipe.hget(key, "updated_at")
-            return dict(zip(keys, await pipe.execute(), strict=True))
+            state = dict(zip(keys, await pipe.execute(), strict=True))
+            state[b"#count"] = str(reply[0]).encode()
+            return state
 
         return self.runner.run(take())
 

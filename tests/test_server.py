@@ -440,3 +440,22 @@ def test_mcp_inspector_cli_lists_tools_and_round_trips(settings: Settings) -> No
     missing = inspector(settings, "--method", "tools/call", "--tool-name", "get_fact", "--tool-arg", "fact_id=nope")
     assert missing["isError"] is True and "fact not found" in missing["content"][0]["text"]
     inspector(settings, "--method", "tools/call", "--tool-name", "delete_fact", "--tool-arg", "fact_id=inspector.1")
+
+
+async def test_server_starts_with_redis_down_and_recovers(redis_server_factory: Callable[[], RedisServer],
+                                                          make_settings: Callable[..., Settings],
+                                                          embedding: Any) -> None:
+    server = redis_server_factory()
+    server.kill()
+    async with in_process(make_settings(redis_url=server.url), embedding) as (client, _):
+        assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+        down = await client.call_tool("store_fact", {"content": "written once Redis is back", "fact_id": "later"})
+        assert down.is_error and "knowledge store unavailable" in text(down)
+        server.start()
+        deadline = time.monotonic() + 10
+        while (result := await client.call_tool("store_fact", {"content": "written once Redis is back",
+                                                               "fact_id": "later"})).is_error:
+            assert time.monotonic() < deadline, text(result)
+            await asyncio.sleep(0.2)
+        got = await client.call_tool("get_fact", {"fact_id": "later"})
+        assert got.structured_content and got.structured_content["facts"][0]["content"].startswith("written once")
