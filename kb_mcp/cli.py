@@ -178,18 +178,19 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _export(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(store: Any) -> int:
-        count = await store.export(args.file)
-        print(f"exported {count} fact(s) to {args.file}", file=sys.stderr)
-        return EXIT_OK
-
-    return _with_store(settings, work)
+    return _transfer(settings, args.file, export=True)
 
 
 def _import(settings: Settings, args: argparse.Namespace) -> int:
+    return _transfer(settings, args.file, export=False)
+
+
+def _transfer(settings: Settings, file: Path, *, export: bool) -> int:
+    """`export FILE` / `import FILE`: JSONL with vectors, through the bounded store API."""
     async def work(store: Any) -> int:
-        count = await store.import_(args.file)
-        print(f"imported {count} fact(s) from {args.file}", file=sys.stderr)
+        count = await (store.export(file) if export else store.import_(file))
+        print(f"{'exported' if export else 'imported'} {count} fact(s) {'to' if export else 'from'} {file}",
+              file=sys.stderr)
         return EXIT_OK
 
     return _with_store(settings, work)
