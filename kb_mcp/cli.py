@@ -51,7 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("file", type=Path)
     imp = sub.add_parser("import", help="load a JSONL export (records without vectors are embedded)")
     imp.add_argument("file", type=Path)
-    sub.add_parser("stats", help="fact count, index state, memory, breaker and pool")
+    stats = sub.add_parser("stats", help="fact count, index state, memory, breaker and pool; --server adds a "
+                                         "running server's tool-call metrics")
+    stats.add_argument("--server", metavar="URL", help="a running `serve --transport http` (e.g. "
+                                                       "http://127.0.0.1:8765): read its /metrics too")
     sub.add_parser("doctor", help="check Redis, the search module, the index, the model and the timeouts")
     sub.add_parser("reindex", help="drop and re-create the search index from the stored facts (no data loss)")
 
@@ -207,7 +210,14 @@ def _stats(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{key:<{width}}  {value if value is not None else '-'}")
         return EXIT_OK if stats.error is None else EXIT_FAIL
 
-    return _with_store(settings, work)
+    code = _with_store(settings, work)
+    if args.server:
+        from kb_mcp.metrics import summarize_remote
+
+        token = settings.auth_token.get_secret_value() if settings.auth_token else None
+        print()
+        print(summarize_remote(args.server, token))
+    return code
 
 
 def _reindex(settings: Settings, args: argparse.Namespace) -> int:

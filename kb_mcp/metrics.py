@@ -52,3 +52,39 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def summarize_remote(base_url: str, token: str | None = None) -> str:
+    """The numbers of a running server's /metrics, as a table for a person (`kb-mcp stats --server URL`)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.get(base_url.rstrip("/") + "/metrics", headers=headers, timeout=5)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        return f"server metrics: cannot read {base_url}/metrics ({exc})"
+    calls: dict[str, dict[str, float]] = {}
+    durations: dict[str, list[float]] = {}
+    lines: list[str] = []
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "kb_tool_calls_total":
+                calls.setdefault(labels["tool"], {})[labels["outcome"]] = sample.value
+            elif sample.name in ("kb_tool_call_duration_seconds_sum", "kb_tool_call_duration_seconds_count"):
+                durations.setdefault(labels["tool"], [0.0, 0.0])[sample.name.endswith("_count")] = sample.value
+            elif sample.name == "kb_operation_timeouts_total":
+                lines.append(f"timeouts ({labels['kind']}): {int(sample.value)}")
+            elif sample.name in ("kb_circuit_breaker_state", "kb_redis_pool_connections_in_use", "kb_facts",
+                                 "kb_tool_calls_in_flight"):
+                suffix = f" [{labels['namespace']}]" if "namespace" in labels else ""
+                lines.append(f"{sample.name}{suffix}: {sample.value:g}")
+    table = ["tool               calls  mean ms  outcomes"]
+    for tool, outcomes in sorted(calls.items()):
+        total, count = durations.get(tool, [0.0, 0.0])
+        mean = total / count * 1000 if count else 0.0
+        spread = ", ".join(f"{k} {int(v)}" for k, v in sorted(outcomes.items()))
+        table.append(f"{tool:<17} {int(sum(outcomes.values())):>6}  {mean:>7.1f}  {spread}")
+    return "\n".join([f"server {base_url}:", *table, *lines])

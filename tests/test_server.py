@@ -383,6 +383,11 @@ async def test_http_with_token(settings: Settings, raw_redis: aioredis.Redis) ->
             assert 'kb_tool_calls_total{outcome="ok",tool="store_fact"} 1.0' in metrics.text
             assert "kb_circuit_breaker_state 0.0" in metrics.text
             assert f'kb_facts{{namespace="{settings.namespace}"}} 1.0' in metrics.text
+        stats = subprocess.run([KB_MCP, "stats", "--server", base], capture_output=True, text=True, timeout=60,
+                               env={**os.environ, **kb_env(settings, KB_AUTH_TOKEN=token)})
+        assert stats.returncode == 0, stats.stderr
+        assert "store_fact" in stats.stdout and "ok 1" in stats.stdout
+        assert "kb_circuit_breaker_state: 0" in stats.stdout
     await raw_redis.execute_command("FT.DROPINDEX", f"{settings.namespace}:idx", "DD")
 
 
