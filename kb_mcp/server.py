@@ -165,9 +165,10 @@ async def tool_call(ctx: Context[AppState, Any], tool: str, *, write: bool = Fal
             app.in_flight -= 1
         seconds = time.perf_counter() - started
         app.metrics.observe_call(tool, outcome, seconds)
-        log.info("tool=%s outcome=%s duration_ms=%.1f tenant=%s", tool, outcome, seconds * 1000, tenant.name,
-                 extra={"fields": {"tool": tool, "outcome": outcome, "duration_ms": round(seconds * 1000, 2),
-                                   "tenant": tenant.name}})
+        if log.isEnabledFor(logging.INFO):  # one line per call; never contents or tokens
+            log.info("tool=%s outcome=%s duration_ms=%.1f tenant=%s", tool, outcome, seconds * 1000, tenant.name,
+                     extra={"fields": {"tool": tool, "outcome": outcome, "duration_ms": round(seconds * 1000, 2),
+                                       "tenant": tenant.name}})
 
 
 # ---------------------------------------------------------------- tools
