@@ -173,7 +173,10 @@ def certainly_invalid(tool: str, args: dict[str, Any]) -> str | None:
         if isinstance(value, int) and not isinstance(value, bool) and not low <= value <= high:
             return f"bad {name}"
     score = args.get("min_score")
-    if isinstance(score, float) and (math.isnan(score) or not -1 <= score <= 1):
+    # NaN and infinity cannot cross JSON: the client sends them as null, which is a valid min_score. Only a finite
+    # out-of-range number is certainly invalid (the store rejects NaN/inf itself: tests/test_store.py).
+    if isinstance(score, int | float) and not isinstance(score, bool) and math.isfinite(score) \
+            and not -1 <= score <= 1:
         return "bad min_score"
     tags = args.get("tags")
     if isinstance(tags, list) and len(tags) > 32:
