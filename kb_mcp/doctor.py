@@ -12,6 +12,7 @@ from typing import Literal
 
 from kb_mcp.config import Settings
 from kb_mcp.errors import KbError
+from kb_mcp.facts import as_text
 
 Level = Literal["ok", "warn", "fail"]
 
@@ -91,19 +92,15 @@ def _val(reply: dict[object, object], key: str) -> str:
 
 def _module_name(entry: object) -> str:
     items = list(entry) if isinstance(entry, list | tuple) else []
-    pairs = {(_s(items[i])): items[i + 1] for i in range(0, len(items) - 1, 2)}
-    return _s(pairs.get("name", "")).lower()
+    pairs = {(as_text(items[i])): items[i + 1] for i in range(0, len(items) - 1, 2)}
+    return as_text(pairs.get("name", "")).lower()
 
 
 def _module_ver(entry: object) -> str:
     items = list(entry) if isinstance(entry, list | tuple) else []
-    pairs = {(_s(items[i])): items[i + 1] for i in range(0, len(items) - 1, 2)}
-    raw = int(_s(pairs.get("ver", 0)) or 0)
+    pairs = {(as_text(items[i])): items[i + 1] for i in range(0, len(items) - 1, 2)}
+    raw = int(as_text(pairs.get("ver", 0)) or 0)
     return f"{raw // 10000}.{raw // 100 % 100}.{raw % 100}"
-
-
-def _s(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _report(checks: list[Check]) -> int:

@@ -223,29 +223,30 @@ def build_record(
     return record
 
 
-def _text(raw: bytes | str | None) -> str:
-    if raw is None:
-        return ""
-    return raw.decode("utf-8") if isinstance(raw, bytes) else raw
+def as_text(raw: Any) -> str:
+    """A Redis reply value as text (replies are bytes: vectors forbid decode_responses); None is ""."""
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8")
+    return "" if raw is None else str(raw)
 
 
 def split_tags(raw: bytes | str | None) -> list[str]:
-    text = _text(raw)
+    text = as_text(raw)
     return [t for t in text.split(",") if t]
 
 
 def decode_metadata(raw: bytes | str | None) -> dict[str, Scalar]:
-    text = _text(raw)
+    text = as_text(raw)
     return json.loads(text) if text else {}
 
 
 def fact_from_fields(fields: dict[str, bytes | str | None]) -> Fact:
     """A Fact from the READ_FIELDS of its hash."""
-    doc = _text(fields.get(F_DOC))
+    doc = as_text(fields.get(F_DOC))
     created = fields.get(F_CREATED) or fields.get(F_UPDATED) or b"0"
     return Fact(
-        fact_id=_text(fields.get(F_ID)),
-        content=_text(fields.get(F_TEXT)),
+        fact_id=as_text(fields.get(F_ID)),
+        content=as_text(fields.get(F_TEXT)),
         metadata=decode_metadata(fields.get(F_META)),
         tags=split_tags(fields.get(F_TAGS)),
         created_at=to_datetime(created),
@@ -258,12 +259,12 @@ def export_line(fields: dict[bytes, bytes]) -> dict[str, Any]:
     """One JSONL export record (vector base64 float32, so an import needs no embedding)."""
     get = {k.decode(): v for k, v in fields.items()}
     return {
-        "fact_id": _text(get.get(F_ID)),
-        "content": _text(get.get(F_TEXT)),
+        "fact_id": as_text(get.get(F_ID)),
+        "content": as_text(get.get(F_TEXT)),
         "metadata": decode_metadata(get.get(F_META)),
         "tags": split_tags(get.get(F_TAGS)),
-        "doc_id": _text(get.get(F_DOC)) or None,
-        "created_at": float(_text(get.get(F_CREATED)) or 0),
-        "updated_at": float(_text(get.get(F_UPDATED)) or 0),
+        "doc_id": as_text(get.get(F_DOC)) or None,
+        "created_at": float(as_text(get.get(F_CREATED)) or 0),
+        "updated_at": float(as_text(get.get(F_UPDATED)) or 0),
         "vector": base64.b64encode(get.get(F_VECTOR, b"")).decode("ascii"),
     }

@@ -24,7 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kb_mcp.config import Settings, Timeouts
 from kb_mcp.errors import OperationTimeout, StoreUnavailable
-from kb_mcp.timeouts import Observer, bounded
+from kb_mcp.timeouts import Observer, bounded, no_observer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -125,7 +125,7 @@ class AsyncRedisManager:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._timeouts: Timeouts = settings.timeouts
         self._url = str(settings.redis_url)
-        self._observe: Observer = observe or _ignore
+        self._observe: Observer = observe or no_observer
         t = self._timeouts.redis_s
         self.pool: BlockingConnectionPool = BlockingConnectionPool.from_url(
             self._url,
@@ -213,10 +213,6 @@ class AsyncRedisManager:
         if self._watcher is not None:
             self._watcher.cancel()
         await self.client.aclose()
-
-
-def _ignore(kind: str, op: str, seconds: float, timed_out: bool) -> None:
-    return None
 
 
 def _redis_cause(exc: BaseException) -> BaseException:

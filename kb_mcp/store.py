@@ -54,6 +54,7 @@ from kb_mcp.facts import (
     Scalar,
     ScoredFact,
     StoredFact,
+    as_text,
     build_record,
     check_content,
     check_fact_id,
@@ -72,7 +73,7 @@ from kb_mcp.facts import (
     vector_bytes,
 )
 from kb_mcp.redis_manager import AsyncRedisManager, ManagerState
-from kb_mcp.timeouts import Observer, bounded
+from kb_mcp.timeouts import Observer, bounded, no_observer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -150,7 +151,7 @@ class KnowledgeStore:
         self.index_name = INDEX_NAME.format(ns=self.namespace)
         self.key_prefix = FACT_KEY.format(ns=self.namespace, fact_id="")
         self._timeouts = settings.timeouts
-        self._observe = observe
+        self._observe: Observer = observe or no_observer
         self._index_ready = False
         self._index_lock = asyncio.Lock()
         self._put_sha = hashlib.sha1(PUT_SCRIPT.encode()).hexdigest()
@@ -261,8 +262,6 @@ class KnowledgeStore:
         return await self.manager.run(op, call)
 
     async def _bounded(self, kind: TimeoutKind, awaitable: Awaitable[T], op: str) -> T:
-        if self._observe is None:
-            return await bounded(kind, awaitable, op, policy=self._timeouts)
         return await bounded(kind, awaitable, op, policy=self._timeouts, observe=self._observe)
 
     async def _embed(self, texts: list[str], op: str) -> np.ndarray[Any, Any]:
@@ -531,7 +530,7 @@ class KnowledgeStore:
 
             async def add(pipe: Pipeline, batch: list[tuple[str, dict[str, str | bytes]]] = batch) -> None:
                 for fact_id, record in batch:
-                    await self._queue_put(pipe, fact_id, record, "replace", _s(record.get(F_CREATED, "")))
+                    await self._queue_put(pipe, fact_id, record, "replace", as_text(record.get(F_CREATED, "")))
 
             await self._write(op, add)
 
@@ -582,11 +581,11 @@ class KnowledgeStore:
         except KbError as exc:
             return StoreStats(**base, facts=None, index_state="unknown", percent_indexed=None, redis_version=None,
                               used_memory_bytes=None, redis=self.manager.state(), error=str(exc))
-        indexing = int(_s(info.get("indexing", 0)) or 0)
-        pct = float(_s(info.get("percent_indexed", 1)) or 1)
+        indexing = int(as_text(info.get("indexing", 0)) or 0)
+        pct = float(as_text(info.get("percent_indexed", 1)) or 1)
         return StoreStats(
-            **base, facts=int(_s(info.get("num_docs", 0))), index_state="indexing" if indexing else "ready",
-            percent_indexed=round(pct * 100, 1), redis_version=_s(server.get("redis_version")),
+            **base, facts=int(as_text(info.get("num_docs", 0))), index_state="indexing" if indexing else "ready",
+            percent_indexed=round(pct * 100, 1), redis_version=as_text(server.get("redis_version")),
             used_memory_bytes=int(server.get("used_memory", 0)), redis=self.manager.state())
 
     async def index_drift(self) -> str | None:
@@ -602,7 +601,7 @@ class KnowledgeStore:
 
     async def count(self) -> int:
         info = await self._index_info() or {}
-        return int(_s(info.get("num_docs", 0)))
+        return int(as_text(info.get("num_docs", 0)))
 
     async def _scan_keys(self) -> AsyncIterator[list[bytes]]:
         cursor: int = 0
@@ -663,7 +662,7 @@ class KnowledgeStore:
             records = [self._import_record(lineno + i, line) for i, line in enumerate(chunk) if line.strip()]
             missing = [i for i, (_, fields) in enumerate(records) if not fields[F_VECTOR]]
             if missing:
-                vectors = await self._embed([_s(records[i][1][F_TEXT]) for i in missing], "embed import")
+                vectors = await self._embed([as_text(records[i][1][F_TEXT]) for i in missing], "embed import")
                 for j, i in enumerate(missing):
                     records[i][1][F_VECTOR] = vector_bytes(vectors[j])
             await self._write_records(records, "import batch")
@@ -749,7 +748,7 @@ class Backend:
         self.settings = settings
         self.manager = manager
         self.embedding = embedding
-        self._observe = observe
+        self._observe: Observer = observe or no_observer
         self._stores: dict[str, KnowledgeStore] = {}
 
     @classmethod
@@ -782,12 +781,6 @@ async def _cmd(r: Redis, *args: Any) -> Any:
     return await r.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
-def _s(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    return "" if value is None else str(value)
-
-
 def _escape(word: str) -> str:
     """Escape every character RediSearch could read as syntax (letters, digits and _ pass through)."""
     return "".join(c if c.isalnum() or c == "_" else "\\" + c for c in word)
@@ -795,13 +788,13 @@ def _escape(word: str) -> str:
 
 def _pairs(raw: Any) -> dict[str, Any]:
     items = list(raw)
-    return {_s(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
+    return {as_text(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
 
 
 def vector_attributes(info: dict[str, Any]) -> dict[str, str]:
     """The vector field's attributes from FT.INFO, lower-cased names: algorithm, dim, m, ef_construction..."""
     for attr in info.get("attributes", []):
-        fields = [_s(x) for x in attr]
+        fields = [as_text(x) for x in attr]
         if "VECTOR" in fields:
             return {fields[i].lower(): fields[i + 1] for i in range(0, len(fields) - 1, 2)}
     return {}

@@ -77,12 +77,13 @@ def _watchdog() -> _Watchdog:
     return dog
 
 
-def _no_observer(kind: TimeoutKind, op: str, seconds: float, timed_out: bool) -> None:
+def no_observer(kind: TimeoutKind, op: str, seconds: float, timed_out: bool) -> None:
+    """The Observer that records nothing (no metrics configured)."""
     return None
 
 
 async def bounded(
-    kind: TimeoutKind, awaitable: Awaitable[T], op: str, *, policy: Timeouts, observe: Observer = _no_observer
+    kind: TimeoutKind, awaitable: Awaitable[T], op: str, *, policy: Timeouts, observe: Observer = no_observer
 ) -> T:
     """Await `awaitable` under the policy deadline for `kind`.
 

@@ -17,13 +17,9 @@ logs.tame_redisvl()  # before the first redisvl import below
 from llama_index.core.schema import TextNode  # noqa: E402
 from llama_index.vector_stores.redis import RedisVectorStore  # noqa: E402
 
-from kb_mcp.facts import F_ID, F_META, F_TAGS, F_TEXT  # noqa: E402  (F_ID: the key, as redisvl names it)
+from kb_mcp.facts import F_ID, F_META, F_TAGS, F_TEXT, as_text  # noqa: E402  (F_ID: the key, as redisvl names it)
 
 RETURN_FIELDS = [F_TEXT, F_TAGS, F_META]
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value or "")
 
 
 class KbRedisVectorStore(RedisVectorStore):
@@ -31,9 +27,9 @@ class KbRedisVectorStore(RedisVectorStore):
 
     def _extract_node_and_score(self, doc: Any, redis_query: Any) -> tuple[TextNode, float | None]:
         # redisvl reports the document key as "id": the fact id is the key less the index prefix.
-        key = _text(doc[F_ID])
+        key = as_text(doc[F_ID])
         prefix = self.schema.index.prefix + self.schema.index.key_separator
-        node = TextNode(id_=key[len(prefix):] if key.startswith(prefix) else key, text=_text(doc.get(F_TEXT)),
-                        metadata={F_TAGS: _text(doc.get(F_TAGS)), F_META: _text(doc.get(F_META))})
+        node = TextNode(id_=key[len(prefix):] if key.startswith(prefix) else key, text=as_text(doc.get(F_TEXT)),
+                        metadata={F_TAGS: as_text(doc.get(F_TAGS)), F_META: as_text(doc.get(F_META))})
         distance = doc.get(getattr(redis_query, "DISTANCE_ID", "vector_distance"))
-        return node, (1 - float(_text(distance)) if distance is not None else None)
+        return node, (1 - float(as_text(distance)) if distance is not None else None)
