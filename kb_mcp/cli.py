@@ -58,11 +58,22 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check Redis, the search module, the index, the model and the timeouts")
     sub.add_parser("reindex", help="drop and re-create the search index from the stored facts (no data loss)")
 
-    bench = sub.add_parser("bench", help="reproducible benchmark (see README)")
-    from kb_mcp.bench import add_arguments
-
-    add_arguments(bench)
+    _bench_arguments(sub.add_parser("bench", help="reproducible benchmark (see README)"))
     return parser
+
+
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """`kb-mcp bench` options, defined here so that parsing a command never imports the benchmark."""
+    parser.description = ("Benchmark kb-mcp through a real MCP client. Uses KB_REDIS_URL when set, else starts a "
+                          "private Redis Stack with scripts/redis-stack.sh. Results go to --out.")
+    parser.add_argument("--facts", default="10000,100000", help="corpus sizes, comma-separated (default 10000,100000)")
+    parser.add_argument("--clients", default="1,10,50,100", help="concurrency levels for semantic_search")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each concurrency level")
+    parser.add_argument("--queries", type=int, default=300, help="sequential calls for single-client latency")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="results folder")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run: 2000 facts, short levels")
+    parser.add_argument("--keep", action="store_true", help="keep the bench namespaces in Redis afterwards")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,7 +124,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 def _serve_http(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
-    from kb_mcp.server import build_server, http_app
+    from kb_mcp.http import http_app
+    from kb_mcp.server import build_server
 
     mcp, holder = build_server(settings, issuer_url=f"http://{host}:{port}")
     app = http_app(mcp, holder, settings, host)
@@ -236,7 +248,7 @@ def _doctor(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
-    from kb_mcp.bench import run_bench
+    from kb_mcp.bench.runner import run_bench
 
     return run_bench(settings, args)
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from kb_mcp.config import Settings
 from kb_mcp.errors import KbError
-from kb_mcp.facts import as_text
+from kb_mcp.store.replies import as_text, pairs
 
 Level = Literal["ok", "warn", "fail"]
 
@@ -26,7 +26,7 @@ class Check:
 
 async def run_doctor(settings: Settings) -> int:
     from kb_mcp.embeddings import build_embedding
-    from kb_mcp.store import Backend, _cmd
+    from kb_mcp.store import Backend
 
     checks: list[Check] = []
     t = settings.timeouts
@@ -56,7 +56,7 @@ async def run_doctor(settings: Settings) -> int:
             checks.append(Check("redis version", "ok" if major_minor >= (7, 2) else "warn",
                                 f"{version}" + ("" if major_minor >= (7, 2) else
                                                 " (KB_DURABILITY=fsync needs WAITAOF, Redis >= 7.2)")))
-            modules = await manager.run("MODULE LIST", lambda r: _cmd(r, "MODULE", "LIST"))
+            modules = await manager.execute("MODULE", "LIST")
             names = {_module_name(m): _module_ver(m) for m in modules}
             search = names.get("search") or names.get("ft")
             checks.append(Check("search module", "ok" if search else "fail",
@@ -91,15 +91,11 @@ def _val(reply: dict[object, object], key: str) -> str:
 
 
 def _module_name(entry: object) -> str:
-    items = list(entry) if isinstance(entry, list | tuple) else []
-    pairs = {(as_text(items[i])): items[i + 1] for i in range(0, len(items) - 1, 2)}
-    return as_text(pairs.get("name", "")).lower()
+    return as_text(pairs(entry).get("name", "")).lower()
 
 
 def _module_ver(entry: object) -> str:
-    items = list(entry) if isinstance(entry, list | tuple) else []
-    pairs = {(as_text(items[i])): items[i + 1] for i in range(0, len(items) - 1, 2)}
-    raw = int(as_text(pairs.get("ver", 0)) or 0)
+    raw = int(as_text(pairs(entry).get("ver", 0)) or 0)
     return f"{raw // 10000}.{raw // 100 % 100}.{raw % 100}"
 
 

@@ -44,6 +44,11 @@ class KbEmbedding(BaseEmbedding):
     def embed(self, texts: list[str]) -> Vectors:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def tokens(self, text: str) -> list[Any]:
+        """`text` as the model's tokens, for chunking by token count (a model without a tokenizer of its own:
+        whitespace words)."""
+        return text.split()
+
     # LlamaIndex's entry points, all through the matrix methods above.
     def _get_query_embedding(self, query: str) -> list[float]:
         return self.embed([query])[0].tolist()  # type: ignore[no-any-return]
@@ -164,6 +169,10 @@ class OnnxMiniLMEmbedding(KbEmbedding):
     @classmethod
     def class_name(cls) -> str:
         return "OnnxMiniLMEmbedding"
+
+    def tokens(self, text: str) -> list[Any]:
+        ids: list[Any] = self._tokenizer.encode(text, add_special_tokens=False).ids
+        return ids
 
     def embed(self, texts: list[str]) -> Vectors:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

@@ -1,41 +1,70 @@
-"""The fact model, its validation rules and its Redis record: what a fact is, independent of MCP and of I/O.
+"""What a fact is, independent of MCP and of Redis: the models the store returns, and THE one definition of every
+field rule (id and tag patterns, lengths, scalar metadata).
 
-Validation lives here so every entry point (tools, CLI, import) refuses the same bad input with the same text.
+Each rule is written once and used twice: as an `Annotated` type, which the MCP tools put in the input schema an
+agent reads, and by the `check_*` functions, which every entry point (tools, CLI, import) runs before touching Redis,
+so the same bad input is refused with the same text everywhere.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import math
 import re
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-import numpy as np
-from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
-from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from pydantic import BaseModel, Field
 
 from kb_mcp.errors import InvalidInput
 
 Scalar = str | int | float | bool | None
 
-FACT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_.:/-]{0,63}$")
+# ---------------------------------------------------------------- the rules
+
+FACT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+FACT_ID_MAX = 128
+FACT_ID_RULE = "1-128 characters from A-Z a-z 0-9 _ . : -, starting with a letter or digit"
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$"  # checked after lower-casing: tags are stored lower-case
+TAG_MAX = 64
+TAG_RULE = "1-64 characters from a-z 0-9 _ . : / -, starting with a letter or digit (tags are lower-cased)"
 MAX_TAGS = 32
 MAX_METADATA_KEYS = 64
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_JSON_CHARS = 16_384
 MAX_QUERY_CHARS = 2_000
-FACT_ID_RULE = "1-128 characters from A-Z a-z 0-9 _ . : -, starting with a letter or digit"
-TAG_RULE = "1-64 characters from a-z 0-9 _ . : / -, starting with a letter or digit (tags are lower-cased)"
+MAX_CONTENT_SCHEMA_CHARS = 1_000_000  # the schema's bound; the real one is KB_MAX_FACT_CHARS (config)
+TOP_K_MAX = 50
+LIMIT_MAX = 100
+CURSOR_MAX_CHARS = 512
 
-# Fields of one fact's Redis hash (also the record of the LlamaIndex RedisVectorStore index).
-F_ID, F_DOC, F_TEXT, F_VECTOR = "id", "doc_id", "text", "vector"
-F_TAGS, F_META, F_HASH, F_CREATED, F_UPDATED = "tags", "metadata", "content_hash", "created_at", "updated_at"
-READ_FIELDS = (F_ID, F_TEXT, F_META, F_TAGS, F_CREATED, F_UPDATED, F_DOC)
+_FACT_ID_RE = re.compile(FACT_ID_PATTERN)
+_TAG_RE = re.compile(TAG_PATTERN)
+
+# ---------------------------------------------------------------- the same rules as schema types (MCP tools)
+
+FactId = Annotated[str, Field(min_length=1, max_length=FACT_ID_MAX, pattern=FACT_ID_PATTERN,
+                              description="Stable id of a fact, e.g. 'user.timezone' (letters, digits, _ . : -)")]
+Tag = Annotated[str, Field(min_length=1, max_length=TAG_MAX, pattern=TAG_PATTERN)]
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS, description="Short labels, e.g. ['preferences', 'project:x']; "
+                                                                   "stored lower-case")]
+TagFilter = Annotated[list[Tag] | None, Field(max_length=MAX_TAGS, description="Only facts carrying ALL of these tags")]
+Metadata = Annotated[dict[str, Scalar], Field(max_length=MAX_METADATA_KEYS,
+                                              description="Flat JSON object of extra attributes (string keys, "
+                                                          "scalar values)")]
+Content = Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_SCHEMA_CHARS,
+                               description="The fact, as a self-contained sentence or paragraph "
+                                           "(limit KB_MAX_FACT_CHARS, default 32768 characters)")]
+Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
+TopK = Annotated[int, Field(ge=1, le=TOP_K_MAX, description="How many results at most")]
+Limit = Annotated[int, Field(ge=1, le=LIMIT_MAX)]
+MinScore = Annotated[float | None, Field(ge=-1.0, le=1.0, description="Drop results below this similarity; "
+                                                                      "0.3-0.5 keeps related facts")]
+Cursor = Annotated[str | None, Field(max_length=CURSOR_MAX_CHARS, description="next_cursor of the previous page")]
+
+
+# ---------------------------------------------------------------- models
 
 
 class Fact(BaseModel):
@@ -77,10 +106,10 @@ class FactPage(BaseModel):
     total: int = 0
 
 
-# ---------------------------------------------------------------- validation
+# ---------------------------------------------------------------- checks (store side)
 
 def check_fact_id(fact_id: Any, field: str = "fact_id") -> str:
-    if not isinstance(fact_id, str) or not FACT_ID_RE.match(fact_id):
+    if not isinstance(fact_id, str) or not _FACT_ID_RE.match(fact_id):
         raise InvalidInput(field, f"{fact_id!r} is not a valid id ({FACT_ID_RULE})")
     return fact_id
 
@@ -118,7 +147,7 @@ def check_tags(tags: Any, field: str = "tags") -> list[str]:
         if not isinstance(tag, str):
             raise InvalidInput(field, f"{tag!r} is not a string")
         norm = tag.strip().lower()
-        if not TAG_RE.match(norm):
+        if not _TAG_RE.match(norm):
             raise InvalidInput(field, f"{tag!r} is not a valid tag ({TAG_RULE})")
         if norm not in out:
             out.append(norm)
@@ -170,7 +199,7 @@ def _check_encodable(text: str, field: str) -> None:
         raise InvalidInput(field, "is not valid Unicode (lone surrogate)") from None
 
 
-# ---------------------------------------------------------------- record <-> fact
+# ---------------------------------------------------------------- content identity
 
 def normalise(content: str) -> str:
     """Whitespace-normalised content: what deduplication compares."""
@@ -183,88 +212,3 @@ def content_hash(content: str) -> str:
 
 def encode_metadata(metadata: dict[str, Scalar]) -> str:
     return json.dumps(metadata, ensure_ascii=False, sort_keys=True, allow_nan=False, separators=(",", ":"))
-
-
-def format_ts(epoch_s: float) -> str:
-    """Timestamps are stored as epoch seconds with millisecond precision (a NUMERIC field)."""
-    return f"{epoch_s:.3f}"
-
-
-def to_datetime(raw: bytes | str | float) -> datetime:
-    value = float(raw.decode() if isinstance(raw, bytes) else raw)
-    return datetime.fromtimestamp(value, tz=UTC)
-
-
-def vector_bytes(vector: np.ndarray[Any, Any]) -> bytes:
-    return np.asarray(vector, dtype=np.float32).tobytes()
-
-
-def build_record(
-    fact_id: str, content: str, metadata: dict[str, Scalar], tags: list[str], vector: bytes, *,
-    updated_at: str, doc_id: str | None = None, created_at: str | None = None,
-) -> dict[str, str | bytes]:
-    """The hash fields of one fact (created_at is added by the write script unless given).
-
-    `_node_content` and friends make the hash a regular LlamaIndex node record, so `RedisVectorStore.aquery`
-    rebuilds the node (tags and metadata included) and the index can be opened from LlamaIndex directly.
-    """
-    meta_json = encode_metadata(metadata)
-    chash = content_hash(content)
-    node = TextNode(
-        id_=fact_id,
-        text=content,
-        metadata={F_TAGS: ",".join(tags), F_META: meta_json, F_HASH: chash},
-        relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=doc_id)} if doc_id else {},
-    )
-    record: dict[str, str | bytes] = {str(k): str(v) for k, v in node_to_metadata_dict(node, remove_text=True).items()}
-    record.update({F_ID: fact_id, F_DOC: doc_id or "", F_TEXT: content, F_VECTOR: vector, F_UPDATED: updated_at})
-    if created_at is not None:
-        record[F_CREATED] = created_at
-    return record
-
-
-def as_text(raw: Any) -> str:
-    """A Redis reply value as text (replies are bytes: vectors forbid decode_responses); None is ""."""
-    if isinstance(raw, bytes):
-        return raw.decode("utf-8")
-    return "" if raw is None else str(raw)
-
-
-def split_tags(raw: bytes | str | None) -> list[str]:
-    text = as_text(raw)
-    return [t for t in text.split(",") if t]
-
-
-def decode_metadata(raw: bytes | str | None) -> dict[str, Scalar]:
-    text = as_text(raw)
-    return json.loads(text) if text else {}
-
-
-def fact_from_fields(fields: dict[str, bytes | str | None]) -> Fact:
-    """A Fact from the READ_FIELDS of its hash."""
-    doc = as_text(fields.get(F_DOC))
-    created = fields.get(F_CREATED) or fields.get(F_UPDATED) or b"0"
-    return Fact(
-        fact_id=as_text(fields.get(F_ID)),
-        content=as_text(fields.get(F_TEXT)),
-        metadata=decode_metadata(fields.get(F_META)),
-        tags=split_tags(fields.get(F_TAGS)),
-        created_at=to_datetime(created),
-        updated_at=to_datetime(fields.get(F_UPDATED) or created),
-        doc_id=doc or None,
-    )
-
-
-def export_line(fields: dict[bytes, bytes]) -> dict[str, Any]:
-    """One JSONL export record (vector base64 float32, so an import needs no embedding)."""
-    get = {k.decode(): v for k, v in fields.items()}
-    return {
-        "fact_id": as_text(get.get(F_ID)),
-        "content": as_text(get.get(F_TEXT)),
-        "metadata": decode_metadata(get.get(F_META)),
-        "tags": split_tags(get.get(F_TAGS)),
-        "doc_id": as_text(get.get(F_DOC)) or None,
-        "created_at": float(as_text(get.get(F_CREATED)) or 0),
-        "updated_at": float(as_text(get.get(F_UPDATED)) or 0),
-        "vector": base64.b64encode(get.get(F_VECTOR, b"")).decode("ascii"),
-    }

@@ -12,7 +12,7 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -174,6 +174,15 @@ class AsyncRedisManager:
             raise
         self.breaker.record(ok=True)
         return result
+
+    async def execute(self, *args: Any, op: str | None = None) -> Any:
+        """One raw command (FT.*, HMGET, MODULE LIST...) through `run`; `op` names it in errors (default: the
+        command itself)."""
+
+        async def call(r: Redis) -> Any:
+            return await r.execute_command(*args)  # type: ignore[no-untyped-call]
+
+        return await self.run(op or str(args[0]), call)
 
     def _failed(self, error: str) -> None:
         self.breaker.record(ok=False, error=error)

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from kb_mcp.corpus import generate
+from kb_mcp.bench.corpus import generate
 from kb_mcp.embeddings import OnnxMiniLMEmbedding
 
 pytestmark = pytest.mark.anyio

@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 import redis.asyncio as aioredis
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from kb_mcp.errors import OperationTimeout, StoreUnavailable
-from kb_mcp.redis_manager import BreakerState, CircuitBreaker
+from kb_mcp.redis_manager import BreakerState
 from kb_mcp.store import KnowledgeStore
-from tests.conftest import RedisServer, free_port
+from tests.support.mcp import embedding_endpoint
+from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -125,23 +122,6 @@ async def test_store_starts_with_redis_down_and_recovers_alone(redis_server_fact
         assert saved.created and (await kb.semantic_search("first"))[0].fact_id == saved.fact_id
 
 
-@asynccontextmanager
-async def embedding_endpoint(handler: Callable[[Request], Any]) -> AsyncIterator[str]:
-    """A real HTTP server on loopback speaking OpenAI's /v1/embeddings (its behaviour is `handler`)."""
-    app = Starlette(routes=[Route("/v1/embeddings", handler, methods=["POST"])])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        server.force_exit = True
-        await asyncio.wait_for(task, 5)
-
-
 async def test_stalled_embedding_is_bounded_and_writes_nothing(make_settings: Any) -> None:
     async def stall(request: Request) -> JSONResponse:
         await asyncio.sleep(30)
@@ -186,26 +166,3 @@ async def test_openai_compatible_embedding_endpoint(make_settings: Any, embeddin
     assert seen and all(h == "Bearer sk-test" for h in seen)
 
 
-def test_breaker_opens_fails_fast_then_probes_once() -> None:
-    now = [0.0]
-    breaker = CircuitBreaker(threshold=3, cooldown_s=5.0, clock=lambda: now[0])
-    for _ in range(2):
-        breaker.before_call()
-        breaker.record(ok=False, error="boom")
-    assert breaker.state is BreakerState.CLOSED
-    breaker.before_call()
-    breaker.record(ok=False, error="boom")
-    assert breaker.state is BreakerState.OPEN
-    with pytest.raises(StoreUnavailable, match=r"circuit open after: boom\), retry in 5 s"):
-        breaker.before_call()
-    now[0] = 5.0
-    assert breaker.state is BreakerState.HALF_OPEN
-    breaker.before_call()  # the probe
-    with pytest.raises(StoreUnavailable):
-        breaker.before_call()  # only one probe at a time
-    breaker.record(ok=False, error="still down")
-    assert breaker.state is BreakerState.OPEN
-    now[0] = 10.0
-    breaker.before_call()
-    breaker.record(ok=True)
-    assert breaker.state is BreakerState.CLOSED and breaker.failures == 0

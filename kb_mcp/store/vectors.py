@@ -17,7 +17,8 @@ logs.tame_redisvl()  # before the first redisvl import below
 from llama_index.core.schema import TextNode  # noqa: E402
 from llama_index.vector_stores.redis import RedisVectorStore  # noqa: E402
 
-from kb_mcp.facts import F_ID, F_META, F_TAGS, F_TEXT, as_text  # noqa: E402  (F_ID: the key, as redisvl names it)
+from kb_mcp.store.replies import as_text  # noqa: E402
+from kb_mcp.store.schema import F_ID, F_META, F_TAGS, F_TEXT  # noqa: E402  (F_ID: the key, as redisvl names it)
 
 RETURN_FIELDS = [F_TEXT, F_TAGS, F_META]
 

@@ -21,8 +21,8 @@ from mcp.client.streamable_http import streamable_http_client
 from kb_mcp.config import Settings
 from kb_mcp.errors import KbError, StoreUnavailable
 from kb_mcp.store import KnowledgeStore
-from tests.conftest import RedisServer, free_port
-from tests.test_server import KB_MCP, bearer, http_server, kb_env, stdio_exchange, text
+from tests.support.mcp import KB_MCP, bearer, http_server, kb_env, stdio_exchange, text
+from tests.support.redis import RedisServer, free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from kb_mcp.errors import InvalidInput, NotFound, StartupError
 from kb_mcp.store import KnowledgeStore
-from tests.corpus import FACTS_AND_QUERIES
+from tests.support.corpus import FACTS_AND_QUERIES
 
 pytestmark = pytest.mark.anyio
 

@@ -21,10 +21,10 @@ import redis.asyncio as aioredis
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import RedisServer, free_port
-from tests.corpus import FACTS_AND_QUERIES
-from tests.faultproxy import FaultProxy
-from tests.test_server import KB_MCP, text
+from tests.support.corpus import FACTS_AND_QUERIES
+from tests.support.faultproxy import FaultProxy
+from tests.support.mcp import KB_MCP, text
+from tests.support.redis import RedisServer, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 SESSIONS = 100

@@ -8,43 +8,33 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 import httpx
-import httpx2
 import pytest
 import redis.asyncio as aioredis
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from kb_mcp.config import Settings
-from kb_mcp.server import StateHolder, build_server
-from tests.conftest import RedisServer, free_port
-from tests.test_faults import embedding_endpoint
+from tests.support.mcp import (
+    KB_MCP,
+    TOOLS,
+    bearer,
+    embedding_endpoint,
+    http_server,
+    in_process,
+    kb_env,
+    stall,
+    stdio_exchange,
+    text,
+)
+from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.anyio
-KB_MCP = str(Path(sys.executable).with_name("kb-mcp"))
-TOOLS = {"store_fact", "get_fact", "semantic_search", "delete_fact", "kb_stats"}
-
-
-def text(result: CallToolResult) -> str:
-    return "\n".join(getattr(c, "text", "") for c in result.content)
-
-
-@asynccontextmanager
-async def in_process(settings: Settings, embedding: Any = None) -> AsyncIterator[tuple[Client, StateHolder]]:
-    mcp, holder = build_server(settings, embedding=embedding)
-    async with Client(mcp) as client:
-        yield client, holder
 
 
 @pytest.fixture
@@ -153,6 +143,7 @@ async def test_unknown_fact_is_an_error_the_agent_can_read(client: Client) -> No
     ("get_fact", {"limit": 101}, "limit"),
     ("get_fact", {"cursor": "garbage"}, "cursor"),
     ("get_fact", {"fact_id": "a", "query": "b"}, "fact_id"),
+    ("get_fact", {"fact_id": "keep", "tags": ["x"]}, "give fact_id alone"),
     ("get_fact", {"query": "{}()"}, "query"),
     ("semantic_search", {"query": "q", "top_k": 0}, "top_k"),
     ("semantic_search", {"query": "q", "top_k": 51}, "top_k"),
@@ -213,11 +204,6 @@ async def test_redis_paused_killed_and_back_without_restarting(redis_server_fact
     await admin.aclose()
 
 
-async def stall(request: Request) -> JSONResponse:
-    await asyncio.sleep(30)
-    return JSONResponse({})
-
-
 async def test_whole_call_is_bounded_by_the_tool_deadline(make_settings: Callable[..., Settings]) -> None:
     async with embedding_endpoint(stall) as url:
         settings = make_settings(embedding_provider="openai", embedding_url=url, timeout_tool=0.4)
@@ -260,10 +246,6 @@ async def test_client_cancellation_cancels_the_work(make_settings: Callable[...,
 # ---------------------------------------------------------------- stdio subprocess
 
 
-def kb_env(settings: Settings, **extra: str) -> dict[str, str]:
-    return {"KB_REDIS_URL": str(settings.redis_url), "KB_NAMESPACE": settings.namespace, **extra}
-
-
 async def test_stdio_subprocess_round_trip(settings: Settings, raw_redis: aioredis.Redis) -> None:
     params = StdioServerParameters(command=KB_MCP, args=[], env=kb_env(settings))
     async with Client(params) as client:
@@ -275,30 +257,6 @@ async def test_stdio_subprocess_round_trip(settings: Settings, raw_redis: aiored
         missing = await client.call_tool("get_fact", {"fact_id": "io.2"})
         assert missing.is_error and "fact not found" in text(missing)
     await raw_redis.execute_command("FT.DROPINDEX", f"{settings.namespace}:idx", "DD")
-
-
-def stdio_exchange(messages: list[dict[str, Any]], env: dict[str, str]) -> tuple[dict[int, Any], str]:
-    """Speak raw JSON-RPC to a `kb-mcp` child: every stdout line must be a JSON-RPC message. Waits for each
-    request's reply before sending on, then closes stdin (the server exits at EOF)."""
-    proc = subprocess.Popen([KB_MCP], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, **env}, text=True)
-    assert proc.stdin and proc.stdout
-    replies: dict[int, Any] = {}
-    try:
-        for message in messages:
-            proc.stdin.write(json.dumps(message) + "\n")
-            proc.stdin.flush()
-            while "id" in message and message["id"] not in replies:
-                line = proc.stdout.readline()
-                assert line, proc.stderr.read() if proc.stderr else ""
-                parsed = json.loads(line)
-                assert parsed["jsonrpc"] == "2.0"
-                if "id" in parsed:
-                    replies[parsed["id"]] = parsed
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=20)
-    return replies, proc.stderr.read() if proc.stderr else ""
 
 
 def test_stdout_carries_nothing_but_protocol(settings: Settings) -> None:
@@ -324,37 +282,6 @@ def test_stdout_carries_nothing_but_protocol(settings: Settings) -> None:
 
 
 # ---------------------------------------------------------------- streamable HTTP
-
-
-@contextmanager
-def http_server(settings: Settings, *args: str, **env: str) -> Iterator[str]:
-    port = free_port()
-    full_env = {**os.environ, **kb_env(settings, **env)}
-    proc = subprocess.Popen([KB_MCP, "serve", "--transport", "http", "--port", str(port), *args],
-                            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code in (200, 503):
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "HTTP server did not start"
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def bearer(token: str) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
 async def test_http_with_token(settings: Settings, raw_redis: aioredis.Redis) -> None:

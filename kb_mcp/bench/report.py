@@ -1,0 +1,89 @@
+"""Bench output: the Markdown table (README and docs/benchmark) and the latency-vs-concurrency plot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kb_mcp.bench.support import Result, say
+
+
+def markdown(report: Result) -> str:
+    lines = [f"kb-mcp {report['kb_mcp']} · {report['date']} · {report['machine']['cpus']} cores · "
+             f"Python {report['machine']['python']} · index {report['settings']['vector_algorithm']} "
+             f"(M {report['settings']['hnsw_m']}, EF_RUNTIME {report['settings']['hnsw_ef_runtime']})", ""]
+    header = "| measure | " + " | ".join(f"{r['facts']:,} facts" for r in report["runs"]) + " |"
+    lines += [header, "|---|" + "---|" * len(report["runs"])]
+
+    def row(label: str, get: Callable[[Result], Any]) -> None:
+        cells = []
+        for r in report["runs"]:
+            try:
+                cells.append(str(get(r)))
+            except (KeyError, IndexError, TypeError):
+                cells.append("-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    def lat(d: Result) -> str:
+        return f"{d['p50']} / {d['p95']} / {d['p99']}"
+
+    def level(i: int) -> Callable[[Result], str]:
+        def cell(r: Result) -> str:
+            lv = r["http"]["semantic_search_by_concurrency"][i]
+            return f"{lv['calls_per_s']} · {lv['p50']} / {lv['p99']}"
+
+        return cell
+
+    row("semantic_search, 1 client, HTTP: p50 / p95 / p99 ms",
+        lambda r: lat(r["http"]["semantic_search_1_client_ms"]))
+    row("semantic_search, 1 client, stdio: p50 / p95 / p99 ms",
+        lambda r: lat(r["stdio"]["semantic_search_1_client_ms"]))
+    for i, lv in enumerate(report["runs"][0]["http"]["semantic_search_by_concurrency"]):
+        row(f"semantic_search, {lv['clients']} clients: searches/s · p50 / p99 ms", level(i))
+    row("store_fact, 1 client: p50 / p95 / p99 ms", lambda r: lat(r["http"]["store_fact_1_client_ms"]))
+    row("store_fact, 10 clients: stores/s · p99 ms", lambda r: f"{r['http']['store_fact_10_clients']['calls_per_s']} · "
+                                                              f"{r['http']['store_fact_10_clients']['p99']}")
+    row("store_fact with KB_DURABILITY=fsync: p50 / p95 / p99 ms", lambda r: lat(r["fsync"]["store_fact_1_client_ms"]))
+    row("get_fact by id: p50 / p95 / p99 ms", lambda r: lat(r["http"]["get_fact_by_id_ms"]))
+    row("bulk ingest (embed + pipelined writes): facts/s", lambda r: r["bulk_ingest_facts_per_s"])
+    row("import with vectors (write path alone): facts/s", lambda r: r["import_with_vectors_facts_per_s"])
+    row("floor: embedding alone, p50 / p95 ms", lambda r: f"{r['floors']['embedding_ms']['p50']} / "
+                                                          f"{r['floors']['embedding_ms']['p95']}")
+    row("floor: raw FT.SEARCH KNN, p50 / p95 ms", lambda r: f"{r['floors']['ft_search_knn_ms']['p50']} / "
+                                                            f"{r['floors']['ft_search_knn_ms']['p95']}")
+    row("floor: raw redis.asyncio HSET+HGETALL ops/s (50 conc.)", lambda r: r["floors"]["raw_redis_ops_per_s"])
+    row("AsyncRedisManager ops/s · overhead vs raw", lambda r: f"{r['floors']['manager_ops_per_s']} · "
+                                                              f"{r['floors']['manager_overhead_pct']} %")
+    row("recall@10 of the served index vs exact", lambda r: r["recall"]["recall_at_10_vs_exact"])
+    row("paraphrase recall@1 (query -> its fact)", lambda r: r["recall"]["paraphrase_recall_at_1"])
+    row("kb-mcp server peak RSS, MB", lambda r: round(r["server_rss_mb"]))
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: Result, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # the bench extra is not installed: the JSON and Markdown are still written
+        say("matplotlib not installed (pip install 'kb-mcp[bench]'): no plot")
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for run in report["runs"]:
+        levels = run["http"]["semantic_search_by_concurrency"]
+        xs = [lv["clients"] for lv in levels]
+        left.plot(xs, [lv["p50"] for lv in levels], marker="o", label=f"{run['facts']:,} facts p50")
+        left.plot(xs, [lv["p99"] for lv in levels], marker="x", linestyle="--", label=f"{run['facts']:,} facts p99")
+        right.plot(xs, [lv["calls_per_s"] for lv in levels], marker="o", label=f"{run['facts']:,} facts")
+    left.set(xlabel="concurrent MCP clients (HTTP)", ylabel="semantic_search latency, ms", xscale="log",
+             yscale="log", title="Latency vs concurrency")
+    right.set(xlabel="concurrent MCP clients (HTTP)", ylabel="searches / s", xscale="log",
+              title="Throughput vs concurrency")
+    for ax in (left, right):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,107 @@
+"""Administration of a namespace: stats, count, settings drift, index rebuild, and dropping it all (tests)."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+from typing import Any
+
+from pydantic import BaseModel
+from redis.exceptions import ResponseError
+
+from kb_mcp.errors import KbError
+from kb_mcp.redis_manager import ManagerState
+from kb_mcp.store.context import StoreContext
+from kb_mcp.store.index import SearchIndex, is_missing_index
+from kb_mcp.store.replies import as_text, vector_attributes
+from kb_mcp.store.scan import iter_keys
+from kb_mcp.store.writes import Writer
+
+REINDEX_POLL_S = 0.1
+
+
+class StoreStats(BaseModel):
+    """What `stats()` reports: for the kb_stats tool, `kb-mcp stats`, /health and metrics."""
+
+    namespace: str
+    index: str
+    facts: int | None
+    index_state: str
+    percent_indexed: float | None
+    vector_algorithm: str
+    dimensions: int
+    embedding: str
+    redis_version: str | None
+    used_memory_bytes: int | None
+    redis: ManagerState
+    error: str | None = None
+
+
+class Admin:
+    """Reads about the namespace and its index, and the operations that rebuild or remove them."""
+
+    def __init__(self, ctx: StoreContext, index: SearchIndex, writer: Writer) -> None:
+        self._ctx = ctx
+        self._index = index
+        self._writer = writer
+
+    async def stats(self) -> StoreStats:
+        """Counts, index state, memory and breaker; never raises for a down Redis (it reports it)."""
+        ctx = self._ctx
+        base: dict[str, Any] = {"namespace": ctx.keyspace.namespace, "index": self._index.name,
+                                "vector_algorithm": ctx.settings.vector_algorithm, "dimensions": ctx.embedding.dim,
+                                "embedding": ctx.embedding.model_name}
+        try:
+            await self._index.ready()
+            info = await self._index.info() or {}
+            server = await ctx.redis("INFO", lambda r: r.info())
+        except KbError as exc:
+            return StoreStats(**base, facts=None, index_state="unknown", percent_indexed=None, redis_version=None,
+                              used_memory_bytes=None, redis=ctx.manager.state(), error=str(exc))
+        indexing = int(as_text(info.get("indexing", 0)) or 0)
+        pct = float(as_text(info.get("percent_indexed", 1)) or 1)
+        return StoreStats(
+            **base, facts=int(as_text(info.get("num_docs", 0))), index_state="indexing" if indexing else "ready",
+            percent_indexed=round(pct * 100, 1), redis_version=as_text(server.get("redis_version")),
+            used_memory_bytes=int(server.get("used_memory", 0)), redis=ctx.manager.state())
+
+    async def count(self) -> int:
+        info = await self._index.info() or {}
+        return int(as_text(info.get("num_docs", 0)))
+
+    async def index_drift(self) -> str | None:
+        """How the existing index differs from the configured one (algorithm, M, EF_CONSTRUCTION), or None."""
+        attrs = vector_attributes(await self._index.info() or {})
+        if not attrs:
+            return None
+        settings = self._ctx.settings
+        want = {"algorithm": settings.vector_algorithm.upper()}
+        if settings.vector_algorithm == "hnsw":
+            want |= {"m": str(settings.hnsw_m), "ef_construction": str(settings.hnsw_ef_construction)}
+        drift = [f"{k} {attrs.get(k, '?')} (configured {v})" for k, v in want.items() if attrs.get(k, v) != v]
+        return ", ".join(drift) or None
+
+    async def rebuild_index(self, wait: bool = True) -> StoreStats:
+        """Drop the index (keeping every hash) and create it again from the current settings; Redis re-indexes
+        in the background (it scans the whole keyspace). With `wait`, return once that scan has finished."""
+        async with self._index.lock:
+            try:
+                await self._ctx.command("FT.DROPINDEX", self._index.name)
+            except ResponseError as exc:
+                if not is_missing_index(exc):
+                    raise
+            self._index.forget()
+        await self._index.ensure()
+        stats = await self.stats()
+        while wait and stats.index_state == "indexing":
+            await asyncio.sleep(REINDEX_POLL_S)
+            stats = await self.stats()
+        return stats
+
+    async def drop_namespace(self) -> None:
+        """Delete the index and every fact of this namespace (tests and the bench; kb-mcp never calls it itself)."""
+        with suppress(ResponseError):
+            await self._ctx.command("FT.DROPINDEX", self._index.name, "DD")
+        async for keys in iter_keys(self._ctx):
+            await self._writer.delete_keys(keys, "delete batch")
+        self._index.forget()

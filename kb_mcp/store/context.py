@@ -1,0 +1,45 @@
+"""What every part of one namespace's store shares: settings, the Redis manager, the embedding, the key layout and
+the bounded primitives they all go through (so no part applies a deadline of its own)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+from redis.asyncio import Redis
+
+from kb_mcp.config import Settings, TimeoutKind
+from kb_mcp.embeddings import KbEmbedding
+from kb_mcp.redis_manager import AsyncRedisManager
+from kb_mcp.store.schema import Keyspace
+from kb_mcp.timeouts import Observer, bounded
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StoreContext:
+    """One namespace's view of the shared backend."""
+
+    settings: Settings
+    manager: AsyncRedisManager
+    embedding: KbEmbedding
+    keyspace: Keyspace
+    observe: Observer
+
+    async def redis(self, op: str, call: Callable[[Redis], Awaitable[T]]) -> T:
+        """One command or pipeline under the breaker and the Redis deadline."""
+        return await self.manager.run(op, call)
+
+    async def command(self, *args: Any, op: str | None = None) -> Any:
+        """One raw command (FT.*, HMGET...) under the breaker and the Redis deadline; `op` names it in errors."""
+        return await self.manager.execute(*args, op=op)
+
+    async def bounded(self, kind: TimeoutKind, awaitable: Awaitable[T], op: str) -> T:
+        return await bounded(kind, awaitable, op, policy=self.settings.timeouts, observe=self.observe)
+
+    async def embed(self, texts: list[str], op: str) -> np.ndarray[Any, Any]:
+        """Vectors for `texts` within the index deadline (KB_TIMEOUT_INDEX)."""
+        return await self.bounded("index", self.embedding.aembed(texts), op)

@@ -1,0 +1,90 @@
+"""The namespace's RediSearch index: created idempotently (never with `overwrite=True`, never dropping data),
+checked against the model's dimension, and read back through FT.INFO."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from kb_mcp.errors import KbError, StartupError
+from kb_mcp.store.context import StoreContext
+from kb_mcp.store.replies import index_dim, pairs
+from kb_mcp.store.schema import create_index_args, index_schema
+
+log = logging.getLogger(__name__)
+
+
+def is_missing_index(exc: ResponseError) -> bool:
+    """RediSearch's "no such index" reply (worded "Unknown index name" or "no such index" by version)."""
+    text = str(exc).lower()
+    return "unknown index" in text or "no such index" in text
+
+
+class SearchIndex:
+    """Create/check the index once per process (under a lock), and tell the rest of the store its name."""
+
+    def __init__(self, ctx: StoreContext) -> None:
+        self._ctx = ctx
+        self.name = ctx.keyspace.index_name
+        self.schema = index_schema(ctx.keyspace, ctx.settings, ctx.embedding.dim)
+        self._ready = False
+        self.lock = asyncio.Lock()
+
+    async def ready(self) -> None:
+        """Make sure the index exists (cheap once it is known to)."""
+        if not self._ready:
+            await self.ensure()
+
+    def forget(self) -> None:
+        """The index was dropped: the next `ready()` checks (and creates) it again."""
+        self._ready = False
+
+    async def ensure(self) -> None:
+        """Create the index if missing (idempotent, never dropping data); refuse a dimension mismatch."""
+        if self._ready:
+            return
+        async with self.lock:
+            if self._ready:
+                return
+            info = await self.info()
+            if info is None:
+                try:
+                    await self._ctx.command(*create_index_args(self.schema, self._ctx.keyspace.key_prefix))
+                    log.info("created index %s over %s*", self.name, self._ctx.keyspace.key_prefix)
+                except ResponseError as exc:
+                    if "already exists" not in str(exc).lower():
+                        raise
+                info = await self.info()
+            dim = index_dim(info or {})
+            want = self._ctx.embedding.dim
+            if dim is not None and dim != want:
+                raise StartupError(
+                    f"index {self.name} holds {dim}-d vectors but the embedding model gives {want}-d; use another "
+                    "KB_NAMESPACE, or export and import into a fresh one")
+            self._ready = True
+
+    async def try_ensure(self) -> None:
+        """At start: create/check the index, but serve on if Redis is down (each call reports it, recovery is
+        automatic). A wrong configuration (dimension mismatch, no search module) still stops the start."""
+        try:
+            await self.ensure()
+        except StartupError:
+            raise
+        except KbError as exc:
+            log.warning("Redis not ready at start (%s); will retry on each call", exc)
+
+    async def info(self) -> dict[str, Any] | None:
+        """FT.INFO as a dict, or None when the index does not exist."""
+        try:
+            raw = await self._ctx.command("FT.INFO", self.name)
+        except ResponseError as exc:
+            if is_missing_index(exc):
+                return None
+            if "unknown command" in str(exc).lower():
+                raise StartupError("the Redis server has no search module: kb-mcp needs Redis Stack "
+                                   "(RediSearch >= 2.6); scripts/redis-stack.sh starts one") from exc
+            raise
+        return pairs(raw)

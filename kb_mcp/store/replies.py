@@ -1,0 +1,36 @@
+"""Reading Redis replies: bytes to text, flat pair lists to dicts, FT.INFO's vector attributes.
+
+Replies are bytes (vectors forbid `decode_responses`), so every reader of text goes through `as_text`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def as_text(raw: Any) -> str:
+    """A Redis reply value as text; None is ""."""
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8")
+    return "" if raw is None else str(raw)
+
+
+def pairs(raw: Any) -> dict[str, Any]:
+    """A flat [name, value, name, value...] reply (FT.INFO, a MODULE LIST entry) as a dict with text keys."""
+    items = list(raw) if isinstance(raw, list | tuple) else []
+    return {as_text(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
+
+
+def vector_attributes(info: dict[str, Any]) -> dict[str, str]:
+    """The vector field's attributes from FT.INFO, lower-cased names: algorithm, dim, m, ef_construction..."""
+    for attr in info.get("attributes", []):
+        fields = [as_text(x) for x in attr]
+        if "VECTOR" in fields:
+            return {fields[i].lower(): fields[i + 1] for i in range(0, len(fields) - 1, 2)}
+    return {}
+
+
+def index_dim(info: dict[str, Any]) -> int | None:
+    """The vector dimension of an existing index (None if it has no vector field)."""
+    dim = vector_attributes(info).get("dim")
+    return int(dim) if dim else None

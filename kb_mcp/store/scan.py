@@ -1,0 +1,22 @@
+"""Walking a namespace's keys: SCAN with a MATCH on its prefix (never KEYS, which blocks Redis)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from kb_mcp.store.context import StoreContext
+
+SCAN_BATCH = 500
+
+
+async def iter_keys(ctx: StoreContext) -> AsyncIterator[list[bytes]]:
+    """Batches of the namespace's fact keys (each batch one bounded SCAN step)."""
+    cursor: int = 0
+    match = ctx.keyspace.key_prefix + "*"
+    while True:
+        cursor, keys = await ctx.redis("SCAN facts", lambda r, c=cursor: r.scan(  # type: ignore[misc]
+            cursor=c, match=match, count=SCAN_BATCH, _type="hash"))
+        if keys:
+            yield keys
+        if cursor == 0:
+            return

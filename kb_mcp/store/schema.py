@@ -1,0 +1,90 @@
+"""Redis names, defined once: the key layout of a namespace, the fields of a fact's hash and the search index.
+
+The index is described once, as a redisvl `IndexSchema`: LlamaIndex's `RedisVectorStore` reads it to query, and
+`FT.CREATE` is built from the same object (`IndexSchema.redis_fields`), so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kb_mcp.config import Settings
+
+if TYPE_CHECKING:
+    from redisvl.schema import IndexSchema
+
+FACT_KEY = "{ns}:fact:{fact_id}"  # one hash per fact
+INDEX_NAME = "{ns}:idx"  # RediSearch index over the namespace's fact hashes
+
+# Fields of one fact's hash (also the record of the LlamaIndex RedisVectorStore index).
+F_ID, F_DOC, F_TEXT, F_VECTOR = "id", "doc_id", "text", "vector"
+F_TAGS, F_META, F_HASH, F_CREATED, F_UPDATED = "tags", "metadata", "content_hash", "created_at", "updated_at"
+READ_FIELDS = (F_ID, F_TEXT, F_META, F_TAGS, F_CREATED, F_UPDATED, F_DOC)  # what a Fact is rebuilt from
+TAG_SEPARATOR = ","
+
+
+@dataclass(frozen=True)
+class Keyspace:
+    """Where one namespace lives: `<ns>:fact:<fact_id>` hashes indexed by `<ns>:idx`."""
+
+    namespace: str
+
+    @property
+    def index_name(self) -> str:
+        return INDEX_NAME.format(ns=self.namespace)
+
+    @property
+    def key_prefix(self) -> str:
+        return FACT_KEY.format(ns=self.namespace, fact_id="")
+
+    def key(self, fact_id: str) -> str:
+        return FACT_KEY.format(ns=self.namespace, fact_id=fact_id)
+
+    def fact_id(self, key: bytes | str) -> str:
+        """The fact id of a key of this namespace (the key less the prefix)."""
+        text = key.decode() if isinstance(key, bytes) else key
+        return text[len(self.key_prefix):] if text.startswith(self.key_prefix) else text
+
+
+def vector_attrs(settings: Settings, dim: int) -> dict[str, Any]:
+    """The vector field as configured (KB_VECTOR_ALGORITHM, KB_HNSW_*): cosine distance over float32."""
+    attrs: dict[str, Any] = {"dims": dim, "distance_metric": "cosine", "datatype": "float32",
+                             "algorithm": settings.vector_algorithm}
+    if settings.vector_algorithm == "hnsw":
+        attrs.update(m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
+                     ef_runtime=settings.hnsw_ef_runtime)
+    return attrs
+
+
+def index_schema(keyspace: Keyspace, settings: Settings, dim: int) -> IndexSchema:
+    """THE index definition (redisvl form; `create_index_args` turns it into FT.CREATE)."""
+    from kb_mcp import logs
+
+    logs.tame_redisvl()  # before the first redisvl import
+    from redisvl.schema import IndexSchema
+
+    return IndexSchema.from_dict({
+        "index": {"name": keyspace.index_name, "prefix": keyspace.key_prefix.rstrip(":"), "key_separator": ":",
+                  "storage_type": "hash"},
+        "fields": [
+            {"name": F_ID, "type": "tag"},
+            {"name": F_DOC, "type": "tag"},
+            {"name": F_TEXT, "type": "text"},
+            {"name": F_TAGS, "type": "tag", "attrs": {"separator": TAG_SEPARATOR}},
+            {"name": F_HASH, "type": "tag"},
+            {"name": F_CREATED, "type": "numeric"},
+            {"name": F_UPDATED, "type": "numeric"},
+            {"name": F_VECTOR, "type": "vector", "attrs": vector_attrs(settings, dim)},
+        ],
+    })
+
+
+def create_index_args(schema: IndexSchema, key_prefix: str) -> list[Any]:
+    """FT.CREATE for `schema`: hashes under `key_prefix` (with its trailing ':'), no stop-words (facts are short
+    and every word may matter to a keyword match)."""
+    args: list[Any] = ["FT.CREATE", schema.index.name, "ON", "HASH", "PREFIX", 1, key_prefix, "STOPWORDS", 0,
+                       "SCHEMA"]
+    for field in schema.redis_fields:
+        args += field.redis_args()
+    return args

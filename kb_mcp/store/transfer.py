@@ -1,0 +1,166 @@
+"""Export and import: JSONL with vectors (base64 float32), so moving facts between namespaces or servers needs no
+re-embedding; hand-written lines without a vector are embedded on import."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO, Any
+
+from redis.asyncio import Redis
+
+from kb_mcp.errors import InvalidInput
+from kb_mcp.facts import check_content, check_fact_id, check_metadata, check_tags, content_hash
+from kb_mcp.store.context import StoreContext
+from kb_mcp.store.index import SearchIndex
+from kb_mcp.store.records import Record, build_record, export_line, format_ts, vector_bytes
+from kb_mcp.store.replies import as_text
+from kb_mcp.store.scan import iter_keys
+from kb_mcp.store.schema import F_ID, F_TEXT, F_VECTOR
+from kb_mcp.store.writes import Writer
+
+IMPORT_CHUNK = 1024  # lines per read and per write batch on import
+MAX_EPOCH_S = 1e11
+
+
+class Transfer:
+    """export / import_ for one namespace; every file operation bounded by KB_TIMEOUT_FILE."""
+
+    def __init__(self, ctx: StoreContext, index: SearchIndex, writer: Writer) -> None:
+        self._ctx = ctx
+        self._index = index
+        self._writer = writer
+
+    async def export(self, path: str | Path) -> int:
+        """Write every fact as one JSON line (vectors included); returns how many.
+
+        SCAN + pipelined HGETALL, never KEYS; the file is written to a temporary name and renamed when complete.
+        """
+        target = Path(path)
+        tmp = target.with_name(target.name + ".part")
+        file = self._ctx.bounded
+        handle: IO[str] = await file("file", asyncio.to_thread(tmp.open, "w", encoding="utf-8"), f"open {tmp.name}")
+        written = 0
+        try:
+            async for keys in iter_keys(self._ctx):
+                async def fetch(r: Redis, keys: list[bytes] = keys) -> list[dict[bytes, bytes]]:
+                    pipe = r.pipeline(transaction=False)
+                    for k in keys:
+                        pipe.hgetall(k)  # type: ignore[arg-type]
+                    return await pipe.execute()
+
+                rows = await self._ctx.redis("export batch", fetch)
+                lines = "".join(json.dumps(export_line(row), ensure_ascii=False) + "\n"
+                                for row in rows if row and F_ID.encode() in row)
+                await file("file", asyncio.to_thread(handle.write, lines), f"write {tmp.name}")
+                written += lines.count("\n")
+            await file("file", asyncio.to_thread(handle.close), f"close {tmp.name}")
+            await file("file", asyncio.to_thread(tmp.replace, target), f"rename to {target.name}")
+        except BaseException:
+            handle.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        return written
+
+    async def import_(self, path: str | Path) -> int:
+        """Load a JSONL export (or hand-written lines: records without a vector are embedded).
+
+        The file is read twice in chunks (each read bounded by the file timeout, memory bounded by the chunk):
+        first every line is validated, and a bad line is named and changes nothing; then the records are written.
+        """
+        source = Path(path)
+        count = 0
+        async for lineno, chunk in self._line_chunks(source):
+            for offset, line in enumerate(chunk):
+                if line.strip():
+                    self.parse_line(lineno + offset, line)
+                    count += 1
+        await self._index.ready()
+        async for lineno, chunk in self._line_chunks(source):
+            records = [self.parse_line(lineno + i, line) for i, line in enumerate(chunk) if line.strip()]
+            missing = [i for i, (_, fields) in enumerate(records) if not fields[F_VECTOR]]
+            if missing:
+                vectors = await self._ctx.embed([as_text(records[i][1][F_TEXT]) for i in missing], "embed import")
+                for j, i in enumerate(missing):
+                    records[i][1][F_VECTOR] = vector_bytes(vectors[j])
+            await self._writer.replace_all(records, "import batch")
+        return count
+
+    async def _line_chunks(self, path: Path) -> AsyncIterator[tuple[int, list[str]]]:
+        """(first line number, lines) of IMPORT_CHUNK lines at a time; every file operation bounded."""
+        handle: IO[str] = await self._ctx.bounded("file", asyncio.to_thread(_open_text, path), f"open {path.name}")
+        try:
+            lineno = 1
+            while True:
+                lines = await self._ctx.bounded("file", asyncio.to_thread(_read_chunk, handle, IMPORT_CHUNK),
+                                                f"read {path.name}")
+                if not lines:
+                    return
+                yield lineno, lines
+                lineno += len(lines)
+        finally:
+            handle.close()
+
+    def parse_line(self, lineno: int, line: str) -> tuple[str, Record]:
+        """One import line as (fact_id, record); InvalidInput names the line and the field."""
+        where = f"line {lineno}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(where, f"is not JSON ({exc.msg})") from None
+        if not isinstance(item, dict):
+            raise InvalidInput(where, "must be a JSON object")
+        content = check_content(item.get("content"), self._ctx.settings.max_fact_chars, f"{where}.content")
+        fid = check_fact_id(item.get("fact_id") or "f-" + content_hash(content)[:24], f"{where}.fact_id")
+        meta = check_metadata(item.get("metadata"), f"{where}.metadata")
+        tags = check_tags(item.get("tags"), f"{where}.tags")
+        doc_id = item.get("doc_id")
+        if doc_id is not None:
+            check_fact_id(doc_id, f"{where}.doc_id")
+        vector = self._vector(item.get("vector"), where)
+        created = _timestamp(item.get("created_at", time.time()), f"{where}.created_at")
+        updated = _timestamp(item.get("updated_at", created), f"{where}.updated_at")
+        return fid, build_record(fid, content, meta, tags, vector, updated_at=format_ts(updated), doc_id=doc_id,
+                                 created_at=format_ts(created))
+
+    def _vector(self, raw: Any, where: str) -> bytes:
+        if not raw:
+            return b""
+        try:
+            vector = base64.b64decode(raw, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise InvalidInput(f"{where}.vector", "is not base64") from None
+        dim = self._ctx.embedding.dim
+        if len(vector) != 4 * dim:
+            raise InvalidInput(f"{where}.vector", f"has {len(vector) // 4} dimensions; the model has {dim} "
+                               "(drop 'vector' to re-embed)")
+        return vector
+
+
+def _timestamp(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < MAX_EPOCH_S:
+        raise InvalidInput(field, "must be epoch seconds")
+    return float(value)
+
+
+def _open_text(path: Path) -> IO[str]:
+    if not path.is_file():
+        raise InvalidInput("path", f"{str(path)!r} is not a readable file")
+    return path.open(encoding="utf-8")
+
+
+def _read_chunk(handle: IO[str], lines: int) -> list[str]:
+    chunk: list[str] = []
+    try:
+        for line in handle:
+            chunk.append(line)
+            if len(chunk) == lines:
+                break
+    except UnicodeDecodeError:
+        raise InvalidInput("path", f"{handle.name} is not UTF-8 text") from None
+    return chunk

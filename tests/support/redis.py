@@ -1,0 +1,58 @@
+"""Real Redis Stack processes for tests: a private server on a free loopback port (AOF on), safe to pause or kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_SCRIPT = ROOT / "scripts" / "redis-stack.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A private Redis Stack on a free loopback port, with its own data dir (AOF on) — safe to pause or kill."""
+
+    def __init__(self, port: int, data_dir: Path) -> None:
+        self.port = port
+        self.data_dir = data_dir
+        self.url = f"redis://127.0.0.1:{port}/0"
+
+    def _script(self, *args: str) -> None:
+        env = {**os.environ, "REDIS_PORT": str(self.port), "REDIS_DATA_DIR": str(self.data_dir)}
+        subprocess.run(["bash", str(REDIS_SCRIPT), *args], env=env, check=True, capture_output=True, timeout=300)
+
+    def start(self) -> None:
+        self._script("start")
+
+    def stop(self) -> None:
+        self._script("stop")
+
+    @property
+    def pid(self) -> int:
+        return int((self.data_dir / "redis.pid").read_text().strip())
+
+    def kill(self) -> None:
+        """kill -9: the process dies without flushing anything (AOF writes precede replies, so none are lost)."""
+        pid = self.pid
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+                state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+                if state == "Z":
+                    break
+            except (ProcessLookupError, FileNotFoundError):
+                break
+            time.sleep(0.02)
+        (self.data_dir / "redis.pid").unlink(missing_ok=True)

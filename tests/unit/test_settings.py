@@ -1,0 +1,42 @@
+"""Settings: a bad value fails at start naming the variable to fix, and secrets are never echoed."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from kb_mcp.config import Settings, describe_validation_error
+
+
+@pytest.mark.parametrize(("var", "value", "says"), [
+    ("KB_TIMEOUT_REDIS", "0", "greater than 0"),
+    ("KB_TIMEOUT_REDIS", "soon", "valid number"),
+    ("KB_VECTOR_ALGORITHM", "ivf", "hnsw"),
+    ("KB_REDIS_URL", "http://localhost", "scheme"),
+    ("KB_NAMESPACE", "has space", "pattern"),
+    ("KB_DURABILITY", "always", "fsync"),
+])
+def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str, says: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    message = describe_validation_error(info.value)
+    assert message.startswith("invalid configuration:") and f"{var}:" in message and says in message
+
+
+def test_secrets_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KB_AUTH_TOKEN", "short-secret")
+    monkeypatch.setenv("KB_REDIS_URL", "ftp://:hunter2@host")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    message = describe_validation_error(info.value)
+    assert "KB_AUTH_TOKEN" in message and "KB_REDIS_URL" in message
+    assert "short-secret" not in message and "hunter2" not in message
+
+
+def test_the_timeouts_policy_comes_from_the_four_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KB_TIMEOUT_REDIS", "1.5")
+    monkeypatch.setenv("KB_TIMEOUT_TOOL", "20")
+    t = Settings().timeouts
+    assert (t.redis_s, t.file_s, t.index_s, t.tool_s) == (1.5, 5.0, 10.0, 20.0)
+    assert (t.limit_s("redis"), t.limit_s("file"), t.limit_s("index")) == (1.5, 5.0, 10.0)
