@@ -13,6 +13,7 @@ from typing import Literal
 from kb_mcp.config import Settings
 from kb_mcp.errors import KbError
 from kb_mcp.store.replies import as_text, pairs
+from kb_mcp.timeouts import bounded
 
 Level = Literal["ok", "warn", "fail"]
 
@@ -37,7 +38,7 @@ async def run_doctor(settings: Settings) -> int:
     started = time.perf_counter()
     try:
         embedding = build_embedding(settings)
-        vector = (await embedding.aembed(["kb-mcp doctor"]))[0]
+        vector = (await bounded("index", embedding.aembed(["kb-mcp doctor"]), "embed", policy=t))[0]
         checks.append(Check("embedding model", "ok" if len(vector) == embedding.dim else "fail",
                             f"{embedding.model_name}, {len(vector)}-d, first call "
                             f"{(time.perf_counter() - started) * 1000:.0f} ms"))

@@ -212,6 +212,7 @@ class OpenAICompatibleEmbedding(KbEmbedding):
     base_url: str
     model_name: str
     embed_batch_size: int = 64
+    timeout_s: float = 10.0
     _headers: dict[str, str] = PrivateAttr()
     _client: httpx.AsyncClient | None = PrivateAttr(default=None)
 
@@ -243,29 +244,38 @@ class OpenAICompatibleEmbedding(KbEmbedding):
             return np.zeros((0, self.dim), dtype=np.float32)
         try:
             response = httpx.post(f"{self.base_url.rstrip('/')}/embeddings", json=self._payload(texts),
-                                  headers=self._headers, timeout=None)
+                                  headers=self._headers, timeout=self.timeout_s)
             response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"embedding endpoint failed: {exc}") from exc
-        return self._parse(response.json(), len(texts))
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise StoreUnavailable(f"embedding endpoint failed: {_describe(exc)}") from exc
+        return self._parse(body, len(texts))
 
     async def aembed(self, texts: list[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self._client is None:
-            # No timeout of its own: bounded("index", ...) is the one deadline.
-            self._client = httpx.AsyncClient(headers=self._headers, timeout=None)
+            self._client = httpx.AsyncClient(headers=self._headers, timeout=self.timeout_s)
         try:
             response = await self._client.post(f"{self.base_url.rstrip('/')}/embeddings", json=self._payload(texts))
             response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"embedding endpoint failed: {exc}") from exc
-        vectors: Vectors = self._parse(response.json(), len(texts))
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:  # ValueError: a body that is not JSON
+            raise StoreUnavailable(f"embedding endpoint failed: {_describe(exc)}") from exc
+        vectors: Vectors = self._parse(body, len(texts))
         return vectors
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer in time ({type(exc).__name__})"
+    if isinstance(exc, ValueError):
+        return "the response is not JSON"
+    return str(exc) or type(exc).__name__
 
 
 def build_embedding(settings: Settings) -> KbEmbedding:
@@ -276,6 +286,8 @@ def build_embedding(settings: Settings) -> KbEmbedding:
         key = settings.embedding_api_key.get_secret_value() if settings.embedding_api_key else None
         return OpenAICompatibleEmbedding(
             base_url=settings.embedding_url, model_name=settings.embedding_model, dim=settings.embedding_dim,
-            api_key=key,
+            # A backstop just past the index deadline: bounded("index") fires first on the async path (one clear
+            # timeout message); this bounds sync callers (LlamaIndex's embed()) and a forgotten await.
+            api_key=key, timeout_s=settings.timeouts.index_s + 1.0,
         )
     return OnnxMiniLMEmbedding(threads=settings.embedding_threads)

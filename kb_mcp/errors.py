@@ -5,17 +5,25 @@
      ├── NotFound          no fact under that id
      ├── StoreUnavailable  Redis unreachable or the circuit breaker is open (carries retry_after_s)
      ├── OperationTimeout  one Redis / file / index operation exceeded its standard deadline
+     ├── RedisRefused      Redis answered but refused: out of memory, read-only replica, loading, cannot persist,
+     │                     credentials, busy script (Redis is up: the breaker stays closed)
+     ├── IndexMissing      the search index vanished (FLUSHALL, FT.DROPINDEX, restart without data); healed by the store
      ├── ServerBusy        too many tool calls in flight in this process
+     ├── InternalError     an unexpected failure (a bug): the agent gets a sentence, the log gets the traceback
      └── StartupError      the store cannot be opened as configured (dimension mismatch, no search module)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "REFUSALS",
+    "IndexMissing",
+    "InternalError",
     "InvalidInput",
     "KbError",
     "NotFound",
     "OperationTimeout",
+    "RedisRefused",
     "ServerBusy",
     "StartupError",
     "StoreUnavailable",
@@ -80,3 +88,52 @@ class ServerBusy(KbError):
 
 class StartupError(KbError):
     """The store cannot start as configured; the text says what to change."""
+
+
+# What each refusal means for the agent: (what happened, what to do). Keys are Redis's error codes.
+REFUSALS: dict[str, tuple[str, str]] = {
+    "OOM": ("Redis is out of memory (maxmemory)", "delete facts or raise maxmemory; reads still work"),
+    "READONLY": ("Redis is a read-only replica (e.g. right after a failover)", "retry shortly"),
+    "LOADING": ("Redis is loading its data into memory", "retry in a few seconds"),
+    "MISCONF": ("Redis cannot persist to disk (MISCONF) and refuses writes",
+                "the operator must fix its disk or save settings; reads still work"),
+    "NOPERM": ("the Redis user in KB_REDIS_URL lacks a permission (NOPERM)",
+               "grant it the commands and keys kb-mcp uses"),
+    "AUTH": ("Redis refused the credentials in KB_REDIS_URL (NOAUTH/WRONGPASS)",
+             "set the right user and password in KB_REDIS_URL"),
+    "BUSY": ("Redis is busy running a script", "retry shortly"),
+    "ERR": ("Redis refused the command", "this is unexpected; retry, and report it if it repeats"),
+}
+RETRYABLE = frozenset({"READONLY", "LOADING", "BUSY"})
+
+
+class RedisRefused(KbError):
+    """Redis answered with an error reply. It is alive, so this never counts towards opening the breaker."""
+
+    def __init__(self, code: str, operation: str, detail: str = "") -> None:
+        what, todo = REFUSALS.get(code, REFUSALS["ERR"])
+        extra = f": {detail}" if code == "ERR" and detail else ""
+        super().__init__(f"{what} ({operation}{extra}) — {todo}")
+        self.code = code
+        self.operation = operation
+        self.retryable = code in RETRYABLE
+
+
+class IndexMissing(KbError):
+    """The namespace's search index does not exist (any more). The store recreates it and retries once, so an
+    agent sees this only if that failed too."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(f"the search index is missing ({operation}; Redis lost its data, or it was dropped) and "
+                         "is being recreated — retry shortly")
+        self.operation = operation
+
+
+class InternalError(KbError):
+    """Anything unexpected inside a tool call: a bug. The text names the tool and the exception type only (the
+    traceback, which may hold data, goes to the server log)."""
+
+    def __init__(self, tool: str, exc: BaseException) -> None:
+        super().__init__(f"{tool} failed unexpectedly ({type(exc).__name__}); the details are in the server log — "
+                         "retry once, and report it if it repeats")
+        self.tool = tool

@@ -1,8 +1,9 @@
 """The state a server's lifespan owns, and the frame every tool call runs in.
 
 `tool_call()` is the one place a call is admitted (concurrency limit, tenant, read-only), bounded
-(KB_TIMEOUT_TOOL), measured, logged and mapped (`KbError` -> `ToolError`, an `isError` result whose text the agent
-reads).
+(KB_TIMEOUT_TOOL), measured, logged and mapped: a `KbError` becomes a `ToolError` (an `isError` result whose text the
+agent reads); anything unexpected becomes a sentence too, never the SDK's bare "Error executing tool X", and its
+traceback goes to the log.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from redis.exceptions import ResponseError
 
 from kb_mcp.auth import Tenant, current_tenant
 from kb_mcp.config import Settings
-from kb_mcp.errors import InvalidInput, KbError, ServerBusy
+from kb_mcp.errors import InternalError, InvalidInput, KbError, RedisRefused, ServerBusy
 from kb_mcp.metrics import Metrics
 from kb_mcp.store import Backend, KnowledgeStore
 from kb_mcp.timeouts import call_deadline
@@ -76,9 +78,14 @@ async def tool_call(ctx: Context[AppState, Any], tool: str, *, write: bool = Fal
     except asyncio.CancelledError:
         outcome = "cancelled"
         raise
-    except Exception:
+    except ResponseError as exc:  # an error reply no part of the store knew: still a sentence for the agent
+        outcome = "RedisRefused"
+        log.warning("tool=%s unexpected Redis error reply: %s", tool, exc)
+        raise ToolError(str(RedisRefused("ERR", tool, str(exc)[:200]))) from exc
+    except Exception as exc:
         outcome = "internal_error"
-        raise
+        log.exception("tool=%s failed unexpectedly", tool)
+        raise ToolError(str(InternalError(tool, exc))) from exc
     finally:
         if admitted:
             app.in_flight -= 1

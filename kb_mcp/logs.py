@@ -69,6 +69,6 @@ def configure(level: str = "INFO", fmt: str = "plain") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "mcp.server.streamable_http_manager", "uvicorn.access"):
+    for noisy in ("httpx", "httpx2", "httpcore", "mcp.server.streamable_http_manager", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     silence_stdout_loggers()

@@ -12,18 +12,28 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from kb_mcp.config import Settings, Timeouts
-from kb_mcp.errors import OperationTimeout, StoreUnavailable
+from kb_mcp.config import Settings, TimeoutKind, Timeouts
+from kb_mcp.errors import IndexMissing, KbError, OperationTimeout, RedisRefused, StoreUnavailable
 from kb_mcp.timeouts import Observer, bounded, no_observer
 
 log = logging.getLogger(__name__)
@@ -107,6 +117,17 @@ class CircuitBreaker:
         self._probe_in_flight = False
 
 
+@dataclass
+class _Slot:
+    """When a call got its connection slot (see `AsyncRedisManager.run`): a timeout counts against Redis only if
+    most of the deadline was spent talking to it, not queueing for a connection."""
+
+    taken_at: float | None = None
+
+    def in_redis_s(self) -> float:
+        return 0.0 if self.taken_at is None else time.monotonic() - self.taken_at
+
+
 class ManagerState(BaseModel):
     """What health checks and metrics show about the Redis side."""
 
@@ -135,12 +156,15 @@ class AsyncRedisManager:
             # (a Task) on each send and a timer on each read — measured as most of the manager's overhead.
             socket_timeout=None,
             socket_connect_timeout=t,
-            health_check_interval=30,
+            # No health_check_interval: redis-py 5.3 hangs its pre-command PING (with retries) on a Redis that answers
+            # LOADING (measured). A dead idle connection fails its next command instead, which the retry reconnects.
+            health_check_interval=0,
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2),
             retry_on_error=[RedisConnectionError],  # a stalled server is not retried: it would only stall again
             decode_responses=False,  # vectors are binary
         )
         self.client: Redis = Redis.from_pool(self.pool)
+        self._slots = asyncio.Semaphore(settings.redis_max_connections)
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown, clock=clock)
         self._watcher: asyncio.Task[None] | None = None
 
@@ -150,20 +174,34 @@ class AsyncRedisManager:
         kwargs = self.pool.connection_kwargs
         return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
-    async def run(self, op: str, call: Callable[[Redis], Awaitable[T]]) -> T:
-        """Run `call(client)` (one command or one pipeline) under the breaker and the Redis deadline."""
+    async def run(self, op: str, call: Callable[[Redis], Awaitable[T]], kind: TimeoutKind = "redis") -> T:
+        """Run `call(client)` (one command or one pipeline) under the breaker and the deadline of `kind` (the
+        Redis deadline; "index" for a vector query, which the README promises the LlamaIndex deadline).
+
+        Only Redis itself failing (no connection, or no answer in time) counts towards opening the breaker: not an
+        error reply (Redis answered), and not a call that spent its deadline waiting for a free pool connection.
+        """
         self.breaker.before_call()
+        slot = _Slot()
         try:
-            result = await bounded("redis", call(self.client), op, policy=self._timeouts, observe=self._observe)
-        except OperationTimeout:
+            result = await bounded(kind, self._in_slot(call, slot), op, policy=self._timeouts, observe=self._observe)
+        except OperationTimeout as exc:
+            if slot.in_redis_s() < exc.seconds / 2:  # the deadline went on waiting for a connection, not on Redis
+                self.breaker.release_probe()
+                raise OperationTimeout(f"{op}, waiting for one of {self.pool.max_connections} Redis connections",
+                                       kind, exc.seconds) from None
             self._failed(f"timeout in {op}")
             raise
         except Exception as exc:
+            refused = refusal(exc, op)
+            if refused is not None:  # an error reply: Redis is alive
+                self.breaker.record(ok=True)
+                raise refused from exc
             # Libraries wrap redis-py's errors (redisvl raises RedisSearchError from them): classify by the cause.
             cause = _redis_cause(exc)
             if isinstance(cause, RedisTimeoutError):
                 self._failed(f"timeout in {op}")
-                raise OperationTimeout(op, "redis", self._timeouts.redis_s) from exc
+                raise OperationTimeout(op, kind, self._timeouts.limit_s(kind)) from exc
             if isinstance(cause, RedisConnectionError | OSError):
                 self._failed(f"cannot connect to {self.where}")
                 raise StoreUnavailable(f"cannot reach Redis at {self.where}: {_short(cause)}") from exc
@@ -174,6 +212,13 @@ class AsyncRedisManager:
             raise
         self.breaker.record(ok=True)
         return result
+
+    async def _in_slot(self, call: Callable[[Redis], Awaitable[T]], slot: _Slot) -> T:
+        """At most `max_connections` calls talk to Redis at once; the rest wait here, where the wait is visible
+        (inside the pool it would look like a slow Redis)."""
+        async with self._slots:
+            slot.taken_at = time.monotonic()
+            return await call(self.client)
 
     async def execute(self, *args: Any, op: str | None = None) -> Any:
         """One raw command (FT.*, HMGET, MODULE LIST...) through `run`; `op` names it in errors (default: the
@@ -222,6 +267,51 @@ class AsyncRedisManager:
         if self._watcher is not None:
             self._watcher.cancel()
         await self.client.aclose()
+
+
+_REFUSAL_CLASSES: tuple[tuple[type[RedisError], str], ...] = (
+    (BusyLoadingError, "LOADING"), (AuthenticationError, "AUTH"), (AuthorizationError, "AUTH"),
+    (OutOfMemoryError, "OOM"), (ReadOnlyError, "READONLY"), (NoPermissionError, "NOPERM"),
+)
+_REFUSAL_PREFIXES = (("MISCONF", "MISCONF"), ("BUSY", "BUSY"), ("NOAUTH", "AUTH"), ("WRONGPASS", "AUTH"),
+                     ("OOM", "OOM"), ("READONLY", "READONLY"), ("LOADING", "LOADING"), ("NOPERM", "NOPERM"))
+
+
+def refusal(exc: BaseException, op: str) -> KbError | None:
+    """The agent-facing error for a Redis error reply in `exc`'s cause chain, or None (not a refusal we know:
+    NOSCRIPT, "Index already exists" and the like are handled by their callers).
+
+    redis-py picks a class for some codes and strips the code from the text; pipelines prefix the text with
+    "Command # n (...) of pipeline caused error: "; Lua wraps a refused call as "ERR ... <CODE> ...".
+    """
+    cause = _redis_error(exc)
+    if cause is None:
+        return None
+    for cls, code in _REFUSAL_CLASSES:
+        if isinstance(cause, cls):
+            return RedisRefused(code, op)
+    if not isinstance(cause, ResponseError):
+        return None
+    text = str(cause).rsplit("caused error: ", 1)[-1].strip()
+    lower = text.lower()
+    if "no such index" in lower or "unknown index name" in lower:
+        return IndexMissing(op)
+    for prefix, code in _REFUSAL_PREFIXES:
+        if text == prefix or text.startswith(prefix + " ") or f" {prefix} " in text:
+            return RedisRefused(code, op)
+    return None
+
+
+def _redis_error(exc: BaseException) -> RedisError | None:
+    """The first redis-py error in the cause chain (libraries such as redisvl wrap them)."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, RedisError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _redis_cause(exc: BaseException) -> BaseException:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.types import ToolAnnotations
 from pydantic import AnyHttpUrl
 
@@ -20,7 +21,7 @@ from kb_mcp import __version__
 from kb_mcp.auth import StaticTokenVerifier, Tenant, load_tokens
 from kb_mcp.config import Settings
 from kb_mcp.embeddings import KbEmbedding
-from kb_mcp.errors import KbError
+from kb_mcp.errors import InternalError, KbError
 from kb_mcp.frame import AppState, StateHolder
 from kb_mcp.metrics import Metrics
 from kb_mcp.store import Backend
@@ -33,6 +34,7 @@ with get_fact; remove them with delete_fact. Errors are explained in the result 
 was briefly unavailable and the same call may succeed shortly."""
 
 METRICS_REFRESH_S = 5.0
+log = logging.getLogger("kb_mcp.server")
 
 
 def _reader(title: str) -> ToolAnnotations:
@@ -76,7 +78,12 @@ class KbServer(MCPServer[AppState]):
             if unknown:
                 raise ToolError(f"invalid arguments: unknown argument(s) {', '.join(map(repr, unknown))} for {name}; "
                                 f"accepted: {', '.join(sorted(accepted)) or '(none)'}")
-        return await super().call_tool(name, arguments, context)
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError as exc:  # a crash outside tool_call (e.g. building the result): still a sentence
+            cause = exc.__cause__ or exc
+            log.error("tool=%s failed unexpectedly", name, exc_info=cause)
+            raise ToolError(str(InternalError(name, cause))) from exc
 
 
 def build_server(settings: Settings, *, embedding: KbEmbedding | None = None,

@@ -85,7 +85,8 @@ async def store_fact(
 ) -> StoreFactResult:
     """Save a fact to long-term memory. With fact_id, creates or replaces that fact (created_at is kept): use a
     stable id like 'user.timezone' for facts that change. Without fact_id, an id is assigned, and storing the same
-    content again (ignoring whitespace) returns the existing fact instead of a duplicate."""
+    content again (ignoring whitespace) returns the existing fact instead of a duplicate, adding any new tags and
+    metadata to it."""
     async with tool_call(ctx, "store_fact", write=True) as store:
         saved: StoredFact = await store.store_fact(content, metadata=metadata, tags=tags, fact_id=fact_id)
     return StoreFactResult(fact_id=saved.fact_id, created=saved.created, created_at=_iso(saved.created_at),

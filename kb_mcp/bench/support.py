@@ -131,7 +131,7 @@ async def redis(settings: Settings) -> AsyncIterator[str]:
     if "KB_REDIS_URL" in os.environ:
         yield str(settings.redis_url)
         return
-    script = Path(__file__).resolve().parents[1] / "scripts" / "redis-stack.sh"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "redis-stack.sh"
     if not script.exists():
         raise SystemExit("kb-mcp bench: set KB_REDIS_URL (scripts/redis-stack.sh is not beside this install)")
     port = free_port()

@@ -7,12 +7,11 @@ from contextlib import suppress
 from typing import Any
 
 from pydantic import BaseModel
-from redis.exceptions import ResponseError
 
-from kb_mcp.errors import KbError
+from kb_mcp.errors import IndexMissing, KbError, StoreUnavailable
 from kb_mcp.redis_manager import ManagerState
 from kb_mcp.store.context import StoreContext
-from kb_mcp.store.index import SearchIndex, is_missing_index
+from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.replies import as_text, vector_attributes
 from kb_mcp.store.scan import iter_keys
 from kb_mcp.store.writes import Writer
@@ -52,8 +51,7 @@ class Admin:
                                 "vector_algorithm": ctx.settings.vector_algorithm, "dimensions": ctx.embedding.dim,
                                 "embedding": ctx.embedding.model_name}
         try:
-            await self._index.ready()
-            info = await self._index.info() or {}
+            info = await self._index_info()
             server = await ctx.redis("INFO", lambda r: r.info())
         except KbError as exc:
             return StoreStats(**base, facts=None, index_state="unknown", percent_indexed=None, redis_version=None,
@@ -66,8 +64,19 @@ class Admin:
             used_memory_bytes=int(server.get("used_memory", 0)), redis=ctx.manager.state())
 
     async def count(self) -> int:
-        info = await self._index.info() or {}
+        info = await self._index_info()
         return int(as_text(info.get("num_docs", 0)))
+
+    async def _index_info(self) -> dict[str, Any]:
+        """FT.INFO of the index, recreating the index first if it has vanished."""
+
+        async def info() -> dict[str, Any]:
+            found = await self._index.info()
+            if found is None:
+                raise IndexMissing("FT.INFO")
+            return found
+
+        return await self._index.run(info)
 
     async def index_drift(self) -> str | None:
         """How the existing index differs from the configured one (algorithm, M, EF_CONSTRUCTION), or None."""
@@ -85,23 +94,26 @@ class Admin:
         """Drop the index (keeping every hash) and create it again from the current settings; Redis re-indexes
         in the background (it scans the whole keyspace). With `wait`, return once that scan has finished."""
         async with self._index.lock:
-            try:
+            with suppress(IndexMissing):
                 await self._ctx.command("FT.DROPINDEX", self._index.name)
-            except ResponseError as exc:
-                if not is_missing_index(exc):
-                    raise
             self._index.forget()
         await self._index.ensure()
         stats = await self.stats()
-        while wait and stats.index_state == "indexing":
+        # Each poll is bounded; Redis scanning its keyspace keeps answering, and a Redis that stops answering ends
+        # the wait with its error instead of a report that looks like success.
+        while stats.error is None and wait and stats.index_state == "indexing":
             await asyncio.sleep(REINDEX_POLL_S)
             stats = await self.stats()
+        if stats.error is not None:
+            raise StoreUnavailable(f"the index was re-created but its state cannot be read: {stats.error}")
         return stats
 
     async def drop_namespace(self) -> None:
         """Delete the index and every fact of this namespace (tests and the bench; kb-mcp never calls it itself)."""
-        with suppress(ResponseError):
+        with suppress(IndexMissing):
             await self._ctx.command("FT.DROPINDEX", self._index.name, "DD")
         async for keys in iter_keys(self._ctx):
+            await self._writer.delete_keys(keys, "delete batch")
+        async for keys in iter_keys(self._ctx, self._ctx.keyspace.dedup_prefix, "string"):
             await self._writer.delete_keys(keys, "delete batch")
         self._index.forget()

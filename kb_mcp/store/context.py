@@ -29,9 +29,9 @@ class StoreContext:
     keyspace: Keyspace
     observe: Observer
 
-    async def redis(self, op: str, call: Callable[[Redis], Awaitable[T]]) -> T:
-        """One command or pipeline under the breaker and the Redis deadline."""
-        return await self.manager.run(op, call)
+    async def redis(self, op: str, call: Callable[[Redis], Awaitable[T]], kind: TimeoutKind = "redis") -> T:
+        """One command or pipeline under the breaker and the deadline of `kind` (the Redis deadline by default)."""
+        return await self.manager.run(op, call, kind)
 
     async def command(self, *args: Any, op: str | None = None) -> Any:
         """One raw command (FT.*, HMGET...) under the breaker and the Redis deadline; `op` names it in errors."""

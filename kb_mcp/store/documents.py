@@ -16,7 +16,8 @@ from kb_mcp.store.writes import Writer
 
 EMBED_BATCH = 64  # chunks per embedding call
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
-MAX_DOC_ID_CHARS = 110  # chunk ids add a '.00000' suffix and must stay valid fact ids
+GENERATION_CHARS = 8
+MAX_DOC_ID_CHARS = 110  # chunk ids add '.<generation>.00000' and must stay valid fact ids (<= 128)
 
 
 class Documents:
@@ -31,7 +32,7 @@ class Documents:
                   metadata: dict[str, Scalar] | None = None, tags: list[str] | None = None,
                   doc_id: str | None = None, chunk_tokens: int = 200, overlap_tokens: int = 30) -> list[str]:
         """Split a text (or a file); store the chunks as facts sharing a doc_id. Re-adding the same doc_id replaces
-        its chunks. Returns the chunk fact ids in order."""
+        its chunks: the new ones are written first, then the old ones removed. Returns the chunk fact ids in order."""
         if (text is None) == (path is None):
             raise InvalidInput("document", "give exactly one of text or path")
         metadata = check_metadata(metadata)
@@ -47,19 +48,21 @@ class Documents:
         if len(doc_id) > MAX_DOC_ID_CHARS:
             raise InvalidInput("doc_id", f"must be at most {MAX_DOC_ID_CHARS} characters (chunk ids add a suffix)")
         chunks = self.split(text, chunk_tokens, overlap_tokens)
-        await self.delete(doc_id)
-        ids = [f"{doc_id}.{i:05d}" for i in range(len(chunks))]
-        for start in range(0, len(chunks), EMBED_BATCH):
-            part = chunks[start:start + EMBED_BATCH]
-            vectors = await self._ctx.embed(part, f"embed document {doc_id}")
-            now = format_ts(time.time())
-            records = [
-                (ids[start + i], build_record(ids[start + i], chunk, {**metadata, "chunk": start + i}, tags,
-                                              vector_bytes(vectors[i]), updated_at=now, doc_id=doc_id,
-                                              created_at=now))
-                for i, chunk in enumerate(part)
-            ]
-            await self._writer.replace_all(records, f"write document {doc_id}")
+        # Chunk ids carry a generation (a digest of the new text): the new chunks are written beside the old ones,
+        # then the old ones are removed. A failure half-way (model, Redis) leaves the old document whole.
+        generation = hashlib.sha256(f"{chunk_tokens}/{overlap_tokens}/{text}".encode("utf-8", "surrogatepass"))
+        ids = [f"{doc_id}.{generation.hexdigest()[:GENERATION_CHARS]}.{i:05d}" for i in range(len(chunks))]
+        vectors = []
+        for start in range(0, len(chunks), EMBED_BATCH):  # every chunk embedded before anything is written
+            vectors += list(await self._ctx.embed(chunks[start:start + EMBED_BATCH], f"embed document {doc_id}"))
+        now = format_ts(time.time())
+        records = [(ids[i], build_record(ids[i], chunk, {**metadata, "chunk": i}, tags, vector_bytes(vectors[i]),
+                                         updated_at=now, doc_id=doc_id, created_at=now))
+                   for i, chunk in enumerate(chunks)]
+        await self._writer.replace_all(records, f"write document {doc_id}")
+        fresh = {self._ctx.keyspace.key(i).encode() for i in ids}
+        stale = [k for k in await self._reader.keys_of_document(doc_id) if k not in fresh]
+        await self._writer.delete_keys(stale, f"remove old chunks of {doc_id}")
         return ids
 
     def split(self, text: str, chunk_tokens: int, overlap_tokens: int) -> list[str]:
@@ -73,11 +76,7 @@ class Documents:
     async def delete(self, doc_id: str) -> int:
         """Delete every chunk of `doc_id`; returns how many."""
         check_fact_id(doc_id, "doc_id")
-        deleted = 0
-        while keys := await self._reader.keys_of_document(doc_id):
-            deleted += len(keys)
-            await self._writer.delete_keys(keys, "delete document")
-        return deleted
+        return await self._writer.delete_keys(await self._reader.keys_of_document(doc_id), "delete document")
 
 
 def read_text_file(path: Path) -> str:

@@ -5,26 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
 
-from kb_mcp.errors import KbError, StartupError
+from kb_mcp.errors import IndexMissing, KbError, StartupError
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.replies import index_dim, pairs
 from kb_mcp.store.schema import create_index_args, index_schema
 
 log = logging.getLogger(__name__)
-
-
-def is_missing_index(exc: ResponseError) -> bool:
-    """RediSearch's "no such index" reply (worded "Unknown index name" or "no such index" by version)."""
-    text = str(exc).lower()
-    return "unknown index" in text or "no such index" in text
+T = TypeVar("T")
 
 
 class SearchIndex:
-    """Create/check the index once per process (under a lock), and tell the rest of the store its name."""
+    """Create/check the index once per process (under a lock), recreate it when it vanishes, and tell the rest of
+    the store its name."""
 
     def __init__(self, ctx: StoreContext) -> None:
         self._ctx = ctx
@@ -37,6 +34,19 @@ class SearchIndex:
         """Make sure the index exists (cheap once it is known to)."""
         if not self._ready:
             await self.ensure()
+
+    async def run(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run `call` (an FT.* command or a vector query) once the index exists. If the index has vanished
+        (FLUSHALL, FT.DROPINDEX, a restart without data), recreate it and retry once: facts still stored as hashes
+        are re-indexed by RediSearch itself, and no restart of kb-mcp is needed."""
+        await self.ready()
+        try:
+            return await call()
+        except IndexMissing:
+            log.warning("index %s is missing: recreating it", self.name)
+            self.forget()
+            await self.ensure()
+            return await call()
 
     def forget(self) -> None:
         """The index was dropped: the next `ready()` checks (and creates) it again."""
@@ -80,9 +90,9 @@ class SearchIndex:
         """FT.INFO as a dict, or None when the index does not exist."""
         try:
             raw = await self._ctx.command("FT.INFO", self.name)
+        except IndexMissing:
+            return None
         except ResponseError as exc:
-            if is_missing_index(exc):
-                return None
             if "unknown command" in str(exc).lower():
                 raise StartupError("the Redis server has no search module: kb-mcp needs Redis Stack "
                                    "(RediSearch >= 2.6); scripts/redis-stack.sh starts one") from exc

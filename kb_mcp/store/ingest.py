@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from kb_mcp.facts import (
+    Fact,
     Scalar,
     StoredFact,
     check_content,
@@ -57,24 +58,37 @@ class Ingest:
         if fact_id is None:
             existing = await self._reader.find_by_hash(chash)
             if existing is not None:
-                return StoredFact(fact_id=existing.fact_id, created=False, created_at=existing.created_at,
-                                  updated_at=existing.updated_at)
+                return await self._merge(existing, metadata, tags)
         vector = vector_bytes((await self._ctx.embed([content], "embed fact"))[0])
         now = format_ts(time.time())
         mode: PutMode = "upsert" if fact_id is not None else "create"
         target = fact_id if fact_id is not None else derived_id(chash)
         for _ in range(ID_ATTEMPTS):
             record = build_record(target, content, metadata, tags, vector, updated_at=now)
-            created, created_at = await self._writer.put(target, record, mode, now, chash)
-            if created >= 0:
-                if created == 0 and mode == "create":  # lost a race with an identical store
-                    stored = await self._reader.get_fact(target)
-                    return StoredFact(fact_id=target, created=False, created_at=stored.created_at,
-                                      updated_at=stored.updated_at)
-                return StoredFact(fact_id=target, created=bool(created), created_at=to_datetime(created_at),
+            put = await self._writer.put(target, record, mode, now, chash)
+            if put.owner is not None or (put.status == 0 and mode == "create"):  # stored meanwhile: a dedup hit
+                return await self._merge(await self._reader.get_fact(put.owner or target), metadata, tags)
+            if put.status >= 0:
+                return StoredFact(fact_id=target, created=bool(put.status), created_at=to_datetime(put.created_at),
                                   updated_at=to_datetime(now))
             target = "f-" + uuid.uuid4().hex[:24]  # the derived id is taken by other content
         raise RuntimeError("could not allocate a fact id")  # pragma: no cover - three uuid collisions
+
+    async def _merge(self, existing: Fact, metadata: dict[str, Scalar], tags: list[str]) -> StoredFact:
+        """A dedup hit keeps the existing fact and adds the new tags and metadata to it (new metadata values win),
+        so storing a fact again never silently drops what the caller added. No change: no write."""
+        merged_tags = check_tags(existing.tags + [t for t in tags if t not in existing.tags])
+        merged_meta = check_metadata({**existing.metadata, **metadata})
+        if merged_tags == existing.tags and merged_meta == existing.metadata:
+            return StoredFact(fact_id=existing.fact_id, created=False, created_at=existing.created_at,
+                              updated_at=existing.updated_at)
+        vector = await self._reader.get_vector(existing.fact_id)
+        now = format_ts(time.time())
+        record = build_record(existing.fact_id, existing.content, merged_meta, merged_tags, vector, updated_at=now,
+                              doc_id=existing.doc_id)
+        await self._writer.put(existing.fact_id, record, "upsert", now, content_hash(existing.content))
+        return StoredFact(fact_id=existing.fact_id, created=False, created_at=existing.created_at,
+                          updated_at=to_datetime(now))
 
     async def store_many(self, facts: list[dict[str, Any]]) -> list[str]:
         """Bulk path: validate all, embed in batches, pipelined writes. Items take store_fact's arguments;

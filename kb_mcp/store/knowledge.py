@@ -133,7 +133,7 @@ class KnowledgeStore:
     async def delete_fact(self, fact_id: str) -> bool:
         """True when a fact was deleted, False when there was none (idempotent)."""
         check_fact_id(fact_id)
-        return bool(await self._writer.delete_keys([self.key(fact_id)], "delete fact"))
+        return await self._writer.delete_fact(fact_id)
 
     # ------------------------------------------------------------ documents, transfer
 

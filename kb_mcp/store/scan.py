@@ -9,13 +9,15 @@ from kb_mcp.store.context import StoreContext
 SCAN_BATCH = 500
 
 
-async def iter_keys(ctx: StoreContext) -> AsyncIterator[list[bytes]]:
-    """Batches of the namespace's fact keys (each batch one bounded SCAN step)."""
+async def iter_keys(ctx: StoreContext, prefix: str | None = None, kind: str = "hash"
+                    ) -> AsyncIterator[list[bytes]]:
+    """Batches of the namespace's fact keys, or of other keys under `prefix` of Redis type `kind` (each batch one
+    bounded SCAN step)."""
     cursor: int = 0
-    match = ctx.keyspace.key_prefix + "*"
+    match = (prefix or ctx.keyspace.key_prefix) + "*"
     while True:
-        cursor, keys = await ctx.redis("SCAN facts", lambda r, c=cursor: r.scan(  # type: ignore[misc]
-            cursor=c, match=match, count=SCAN_BATCH, _type="hash"))
+        cursor, keys = await ctx.redis("SCAN", lambda r, c=cursor: r.scan(  # type: ignore[misc]
+            cursor=c, match=match, count=SCAN_BATCH, _type=kind))
         if keys:
             yield keys
         if cursor == 0:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from redisvl.schema import IndexSchema
 
 FACT_KEY = "{ns}:fact:{fact_id}"  # one hash per fact
+DEDUP_KEY = "{ns}:dedup:{content_hash}"  # -> the id of a fact with that content (see writes.PUT_SCRIPT)
 INDEX_NAME = "{ns}:idx"  # RediSearch index over the namespace's fact hashes
 
 # Fields of one fact's hash (also the record of the LlamaIndex RedisVectorStore index).
@@ -40,6 +41,13 @@ class Keyspace:
 
     def key(self, fact_id: str) -> str:
         return FACT_KEY.format(ns=self.namespace, fact_id=fact_id)
+
+    @property
+    def dedup_prefix(self) -> str:
+        return DEDUP_KEY.format(ns=self.namespace, content_hash="")
+
+    def dedup_key(self, content_hash: str) -> str:
+        return DEDUP_KEY.format(ns=self.namespace, content_hash=content_hash)
 
     def fact_id(self, key: bytes | str) -> str:
         """The fact id of a key of this namespace (the key less the prefix)."""

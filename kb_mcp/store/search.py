@@ -26,7 +26,7 @@ from kb_mcp.store.context import StoreContext
 from kb_mcp.store.cursor import decode_cursor, encode_cursor, scope_of
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.records import decode_metadata, fact_from_fields, split_tags
-from kb_mcp.store.schema import F_CREATED, F_DOC, F_HASH, F_ID, F_META, F_TAGS, F_TEXT, READ_FIELDS
+from kb_mcp.store.schema import F_CREATED, F_DOC, F_HASH, F_ID, F_META, F_TAGS, F_TEXT, F_VECTOR, READ_FIELDS
 
 MAX_QUERY_WORDS = 64
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
@@ -81,17 +81,28 @@ class Reader:
             raise NotFound(fact_id)
         return fact_from_fields(fields)
 
+    async def get_vector(self, fact_id: str) -> bytes:
+        """The stored vector of a fact (NotFound if it is gone)."""
+        raw = await self._ctx.command("HGET", self._ctx.keyspace.key(fact_id), F_VECTOR, op="get vector")
+        if raw is None:
+            raise NotFound(fact_id)
+        return bytes(raw)
+
     async def find_by_hash(self, chash: str) -> Fact | None:
         """A fact whose normalised content has this hash (the dedup check)."""
         raw = await self._search(f"@{F_HASH}:{{{chash}}}", "NOCONTENT", "LIMIT", 0, 1, op="find duplicate")
         facts = await self.load(raw[1:])
         return facts[0] if facts else None
 
-    async def keys_of_document(self, doc_id: str, limit: int = 1000) -> list[bytes]:
-        """Keys of (up to `limit`) chunks of a document."""
-        raw = await self._search(f"@{F_DOC}:{{{escape(doc_id)}}}", "NOCONTENT", "LIMIT", 0, limit,
-                                 op="find document")
-        return list(raw[1:])
+    async def keys_of_document(self, doc_id: str, page: int = 1000) -> list[bytes]:
+        """Keys of every chunk of a document (paged FT.SEARCH on its doc_id tag)."""
+        keys: list[bytes] = []
+        while True:
+            raw = await self._search(f"@{F_DOC}:{{{escape(doc_id)}}}", "NOCONTENT", "LIMIT", len(keys), page,
+                                     op="find document")
+            keys += raw[1:]
+            if len(raw) - 1 < page or len(keys) >= int(raw[0]):
+                return keys
 
     async def list_facts(self, *, query: str | None = None, tags: list[str] | None = None, limit: int = 20,
                          cursor: str | None = None) -> FactPage:
@@ -129,14 +140,15 @@ class Reader:
         top_k = check_int(top_k, "top_k", 1, TOP_K_MAX)
         tags = check_tags(tags)
         min_score = check_score(min_score)
-        await self._index.ready()
         vector = (await self._ctx.embed([query], "embed query"))[0]
         filters = None
         if tags:
             filters = MetadataFilters(filters=[MetadataFilter(key=F_TAGS, value=t) for t in tags],
                                       condition=FilterCondition.AND)
         request = VectorStoreQuery(query_embedding=vector.tolist(), similarity_top_k=top_k, filters=filters)
-        result = await self._ctx.redis("vector search", lambda r: self.vector_store.aquery(request))
+        # The LlamaIndex deadline (KB_TIMEOUT_INDEX), not the Redis one: a KNN over a large index is LlamaIndex work.
+        result = await self._index.run(lambda: self._ctx.redis("vector search",
+                                                              lambda r: self.vector_store.aquery(request), "index"))
         hits: list[ScoredFact] = []
         for node, score in zip(result.nodes or [], result.similarities or [], strict=False):
             if min_score is not None and score < min_score:
@@ -148,6 +160,6 @@ class Reader:
         return hits
 
     async def _search(self, query: str, *args: Any, op: str) -> Any:
-        """FT.SEARCH on this namespace's index (dialect 2), once the index is known to exist."""
-        await self._index.ready()
-        return await self._ctx.command("FT.SEARCH", self._index.name, query, *args, "DIALECT", 2, op=op)
+        """FT.SEARCH on this namespace's index (dialect 2), recreating the index if it has vanished."""
+        return await self._index.run(
+            lambda: self._ctx.command("FT.SEARCH", self._index.name, query, *args, "DIALECT", 2, op=op))

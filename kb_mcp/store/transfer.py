@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -70,18 +71,34 @@ class Transfer:
     async def import_(self, path: str | Path) -> int:
         """Load a JSONL export (or hand-written lines: records without a vector are embedded).
 
-        The file is read twice in chunks (each read bounded by the file timeout, memory bounded by the chunk):
+        Two passes over the file in chunks (each read bounded by the file timeout, memory bounded by the chunk):
         first every line is validated, and a bad line is named and changes nothing; then the records are written.
+        The file must not change in between: its identity (size, mtime, inode) is checked before the second pass and
+        each chunk is compared with the digest the first pass recorded, so a changed file is refused, never
+        half-written with content that was not validated.
         """
         source = Path(path)
         count = 0
+        digests: list[bytes] = []
+        before = await self._ctx.bounded("file", asyncio.to_thread(_identity, source), f"stat {source.name}")
         async for lineno, chunk in self._line_chunks(source):
+            digests.append(_digest(chunk))
             for offset, line in enumerate(chunk):
                 if line.strip():
                     self.parse_line(lineno + offset, line)
                     count += 1
+        after = await self._ctx.bounded("file", asyncio.to_thread(_identity, source), f"stat {source.name}")
+        if after != before:
+            raise InvalidInput("path", f"{source.name} changed while it was being validated; nothing was written "
+                                       "— import it again once it is complete")
         await self._index.ready()
+        k = 0
         async for lineno, chunk in self._line_chunks(source):
+            if k >= len(digests) or _digest(chunk) != digests[k]:
+                raise InvalidInput("path", f"{source.name} changed while it was being imported: the lines before "
+                                           f"{lineno} were written, none from {lineno} on — import it again "
+                                           "(importing is idempotent)")
+            k += 1
             records = [self.parse_line(lineno + i, line) for i, line in enumerate(chunk) if line.strip()]
             missing = [i for i, (_, fields) in enumerate(records) if not fields[F_VECTOR]]
             if missing:
@@ -140,6 +157,18 @@ class Transfer:
             raise InvalidInput(f"{where}.vector", f"has {len(vector) // 4} dimensions; the model has {dim} "
                                "(drop 'vector' to re-embed)")
         return vector
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is rewritten or appended to: (size, mtime in ns, inode)."""
+    if not path.is_file():
+        raise InvalidInput("path", f"{str(path)!r} is not a readable file")
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _digest(lines: list[str]) -> bytes:
+    return hashlib.sha256("".join(lines).encode("utf-8", "surrogatepass")).digest()
 
 
 def _timestamp(value: Any, field: str) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from string import Template
 from typing import Any, Literal
 
@@ -25,30 +26,72 @@ from kb_mcp.store.schema import F_CREATED, F_HASH
 WRITE_BATCH = 256  # facts per pipeline on the bulk paths
 PutMode = Literal["upsert", "create", "replace"]
 
-# Write one fact atomically. KEYS[1] fact key; ARGV: mode, now, content_hash, then field/value pairs.
-#   'upsert'  replace the hash, keeping created_at (or now for a new fact)  -> {1|0 created, created_at}
-#   'create'  write only if absent; the same content there is a dedup hit  -> {0, created_at}; other content -> {-1}
-#   'replace' replace the hash with exactly the given fields (import, documents)
-# DEL + HSET in one script: stale fields never linger and a fact and its vector can never disagree.
-PUT_SCRIPT = Template("""
-local mode = ARGV[1]
+# Write one fact atomically. KEYS[1] the fact's key, KEYS[2] its content's dedup key (-> the id of a fact with that
+# content); ARGV: mode, now, content_hash, fact key prefix, then field/value pairs.
+#   'upsert'  replace the hash, keeping created_at (or now for a new fact)        -> {1|0 created, created_at}
+#   'create'  a fact with this content already exists (any id): a dedup hit        -> {0, created_at, its id}
+#             else write only if absent; the same content there is a dedup hit     -> {0, created_at}
+#             other content at that id                                              -> {-1, created_at}
+#   'replace' replace the hash with exactly the given fields (import, documents)   -> {1, now}
+# DEL + HSET in one script: stale fields never linger and a fact and its vector can never disagree. The dedup key
+# makes "same content, no id" atomic against any concurrent store of that content, with or without an id.
+# The shebang (no flags, so no allow-oom) makes Redis check maxmemory BEFORE running it: a script without one is
+# OOM-checked only at its first deny-oom write, which here comes after a DEL, and could push Redis past maxmemory.
+# It is also refused up front on a read-only replica (READONLY).
+PUT_SCRIPT = Template("""#!lua
+local mode, now, chash, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local function claim()
+  redis.call('SET', KEYS[2], string.sub(KEYS[1], #prefix + 1))
+end
 if mode == 'replace' then
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-  return {1, ARGV[2]}
+  redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+  claim()
+  return {1, now}
+end
+if mode == 'create' then
+  local owner = redis.call('GET', KEYS[2])
+  if owner and redis.call('HGET', prefix .. owner, '$hash') == chash then
+    return {0, redis.call('HGET', prefix .. owner, '$created'), owner}
+  end
 end
 local existing = redis.call('HGET', KEYS[1], '$created')
 if existing and mode == 'create' then
-  if redis.call('HGET', KEYS[1], '$hash') == ARGV[3] then return {0, existing} end
+  if redis.call('HGET', KEYS[1], '$hash') == chash then
+    claim()
+    return {0, existing}
+  end
   return {-1, existing}
 end
-local created = existing or ARGV[2]
+local created = existing or now
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], '$created', created, unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], '$created', created, unpack(ARGV, 5))
+claim()
 if existing then return {0, created} end
 return {1, created}
 """).substitute(created=F_CREATED, hash=F_HASH)
 PUT_SHA = hashlib.sha1(PUT_SCRIPT.encode()).hexdigest()
+
+# Delete one fact and, if its content's dedup key still points at it, that key too. KEYS[1] the fact's key;
+# ARGV: its id, the dedup key prefix. allow-oom: deleting is how an operator gets out of a full Redis.
+DELETE_SCRIPT = Template("""#!lua flags=allow-oom
+local chash = redis.call('HGET', KEYS[1], '$hash')
+local removed = redis.call('DEL', KEYS[1])
+if chash and redis.call('GET', ARGV[2] .. chash) == ARGV[1] then redis.call('DEL', ARGV[2] .. chash) end
+return removed
+""").substitute(hash=F_HASH)
+DELETE_SHA = hashlib.sha1(DELETE_SCRIPT.encode()).hexdigest()
+SCRIPTS = (PUT_SCRIPT, DELETE_SCRIPT)
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What the put script answered: `status` 1 created, 0 existed (updated, or a dedup hit), -1 the id is taken by
+    other content; `owner` is the id of an existing fact with the same content (a dedup hit on another id)."""
+
+    status: int
+    created_at: str
+    owner: str | None = None
 
 
 class Writer:
@@ -79,8 +122,9 @@ class Writer:
         try:
             try:
                 replies = await self._ctx.redis(op, run)
-            except NoScriptError:  # Redis restarted (script cache is empty): load it once, replay (writes idempotent)
-                await self._ctx.redis("SCRIPT LOAD", lambda r: r.script_load(PUT_SCRIPT))
+            except NoScriptError:  # Redis restarted (script cache is empty): load them once, replay (idempotent)
+                for script in SCRIPTS:
+                    await self._ctx.redis("SCRIPT LOAD", lambda r, s=script: r.script_load(s))  # type: ignore[misc]
                 replies = await self._ctx.redis(op, run)
         except ResponseError as exc:
             if fsync and "appendonly" in str(exc).lower():
@@ -97,21 +141,24 @@ class Writer:
     def queue_put(self, pipe: Pipeline, fact_id: str, record: Record, mode: PutMode, now: str,
                   chash: str = "") -> None:
         """Queue the put script for one fact."""
-        args: list[str | bytes] = [mode, now, chash]
+        keyspace = self._ctx.keyspace
+        chash = chash or as_text(record.get(F_HASH))
+        args: list[str | bytes] = [mode, now, chash, keyspace.key_prefix]
         for name, value in record.items():
             args += [name, value]
         # EVALSHA straight into the pipeline: redis-py's Script objects add a SCRIPT EXISTS round trip per
         # execute (and 5.3 leaks the pipeline's connection when that pre-check fails).
-        pipe.evalsha(PUT_SHA, 1, self._ctx.keyspace.key(fact_id), *args)  # type: ignore[arg-type]
+        pipe.evalsha(PUT_SHA, 2, keyspace.key(fact_id), keyspace.dedup_key(chash), *args)  # type: ignore[arg-type]
 
-    async def put(self, fact_id: str, record: Record, mode: PutMode, now: str, chash: str) -> tuple[int, str]:
-        """Put one fact: (1 created | 0 existed | -1 taken by other content, created_at)."""
+    async def put(self, fact_id: str, record: Record, mode: PutMode, now: str, chash: str) -> PutResult:
+        """Put one fact (see PUT_SCRIPT for what each mode answers)."""
 
         async def add(pipe: Pipeline) -> None:
             self.queue_put(pipe, fact_id, record, mode, now, chash)
 
         (result,) = await self.write("store fact", add)
-        return int(result[0]), as_text(result[1])
+        owner = as_text(result[2]) if len(result) > 2 else None
+        return PutResult(int(result[0]), as_text(result[1]), owner)
 
     async def replace_all(self, records: list[tuple[str, Record]], op: str) -> None:
         """Pipelined batches; each fact is replaced whole by the write script (never half-written)."""
@@ -123,6 +170,16 @@ class Writer:
                     self.queue_put(pipe, fact_id, record, "replace", as_text(record.get(F_CREATED, "")))
 
             await self.write(op, add)
+
+    async def delete_fact(self, fact_id: str) -> bool:
+        """Delete one fact (and its dedup pointer); True if it existed."""
+        keyspace = self._ctx.keyspace
+
+        async def add(pipe: Pipeline) -> None:
+            pipe.evalsha(DELETE_SHA, 1, keyspace.key(fact_id), fact_id, keyspace.dedup_prefix)
+
+        (removed,) = await self.write("delete fact", add)
+        return bool(removed)
 
     async def delete_keys(self, keys: list[bytes] | list[str], op: str) -> int:
         """Delete whole keys (facts or chunks); returns how many existed."""

@@ -34,19 +34,11 @@ def cleanup(settings: Settings) -> Iterator[None]:
     client.close()
 
 
-@pytest.mark.parametrize(("var", "value", "why"), [
-    ("KB_TIMEOUT_REDIS", "-1", "greater than 0"),
-    ("KB_TIMEOUT_TOOL", "soon", "valid number"),
-    ("KB_REDIS_URL", "http://x", "scheme should be 'redis'"),
-    ("KB_NAMESPACE", "has space", "pattern"),
-    ("KB_REDIS_MAX_CONNECTIONS", "0", "greater than or equal to 1"),
-    ("KB_EMBEDDING_PROVIDER", "magic", "onnx"),
-])
-def test_bad_configuration_fails_at_start_naming_the_variable(settings: Settings, var: str, value: str,
-                                                              why: str) -> None:
-    result = run(settings, "doctor", **{var: value})
+def test_bad_configuration_fails_at_start_naming_the_variable(settings: Settings) -> None:
+    """The CLI's side of the settings rules (unit-tested one by one in tests/unit/test_settings.py): exit 2."""
+    result = run(settings, "doctor", KB_TIMEOUT_REDIS="-1")
     assert result.returncode == 2
-    assert var in result.stderr and why in result.stderr
+    assert "KB_TIMEOUT_REDIS" in result.stderr and "greater than 0" in result.stderr
     assert result.stdout == ""
 
 

@@ -188,9 +188,10 @@ async def test_documents_are_chunked_and_replaced(store: KnowledgeStore, tmp_pat
     assert len(ids) > 3 and all(i.startswith("manual.") for i in ids)
     first = await store.get_fact(ids[0])
     assert first.doc_id == "manual" and first.metadata["v"] == 1 and first.tags == ["docs"]
+    assert await store.add_document(text=text, doc_id="manual", tags=["docs"], metadata={"v": 1}) == ids  # same text
     again = await store.add_document(text="A much shorter manual.", doc_id="manual")
-    assert again == ["manual.00000"]
-    assert await store.count() == 1
+    assert len(again) == 1 and again[0].startswith("manual.") and again[0].endswith(".00000")
+    assert await store.count() == 1 and (await store.get_fact(again[0])).content == "A much shorter manual."
     path = tmp_path / "notes.md"
     path.write_text("# Notes\n\nThe deploy key lives in the vault.\n", encoding="utf-8")
     file_ids = await store.add_document(path=path)

@@ -27,12 +27,13 @@ class RedisServer:
         self.data_dir = data_dir
         self.url = f"redis://127.0.0.1:{port}/0"
 
-    def _script(self, *args: str) -> None:
-        env = {**os.environ, "REDIS_PORT": str(self.port), "REDIS_DATA_DIR": str(self.data_dir)}
-        subprocess.run(["bash", str(REDIS_SCRIPT), *args], env=env, check=True, capture_output=True, timeout=300)
+    def _script(self, *args: str, **env: str) -> None:
+        full = {**os.environ, "REDIS_PORT": str(self.port), "REDIS_DATA_DIR": str(self.data_dir), **env}
+        subprocess.run(["bash", str(REDIS_SCRIPT), *args], env=full, check=True, capture_output=True, timeout=300)
 
-    def start(self) -> None:
-        self._script("start")
+    def start(self, *, wait: bool = True, extra_args: str = "") -> None:
+        """Start (AOF on); `wait=False` returns while Redis is still loading its data (it answers LOADING)."""
+        self._script("start", REDIS_START_WAIT="yes" if wait else "no", REDIS_EXTRA_ARGS=extra_args)
 
     def stop(self) -> None:
         self._script("stop")

@@ -15,6 +15,9 @@ from kb_mcp.config import Settings, describe_validation_error
     ("KB_REDIS_URL", "http://localhost", "scheme"),
     ("KB_NAMESPACE", "has space", "pattern"),
     ("KB_DURABILITY", "always", "fsync"),
+    ("KB_TIMEOUT_TOOL", "soon", "valid number"),
+    ("KB_REDIS_MAX_CONNECTIONS", "0", "greater than or equal to 1"),
+    ("KB_EMBEDDING_PROVIDER", "magic", "onnx"),
 ])
 def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str, says: str) -> None:
     monkeypatch.setenv(var, value)
