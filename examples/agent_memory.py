@@ -1,21 +1,22 @@
 """Agent memory across sessions: session 1 learns facts about a user, session 2 (a new connection, as a new chat
 would be) recalls them by meaning. Each session is a separate stdio `kb-mcp` process.
 
-    python examples/agent_memory.py          # needs Redis Stack (scripts/redis-stack.sh start)
+    .venv/bin/python examples/agent_memory.py    # each session launches kb-mcp through scripts/run.sh, which
+                                                 # starts (or reuses) the same local Redis (REDIS_PORT, default 6379)
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 from mcp import Client, StdioServerParameters
 
-# The SDK passes only a safe minimum of the environment to the child: hand it our KB_* settings explicitly.
-KB_ENV = {k: v for k, v in os.environ.items() if k.startswith("KB_")}
-SERVER = StdioServerParameters(command=str(Path(sys.executable).with_name("kb-mcp")), args=[],
+# The SDK passes only a safe minimum of the environment to the child: hand it our KB_* settings (and the port of
+# the local Redis) explicitly. scripts/run.sh is what Claude Desktop launches too.
+KB_ENV = {k: v for k, v in os.environ.items() if k.startswith("KB_") or k == "REDIS_PORT"}
+SERVER = StdioServerParameters(command=str(Path(__file__).resolve().parents[1] / "scripts" / "run.sh"), args=[],
                                env={"KB_NAMESPACE": "agent-memory-demo", **KB_ENV})
 
 LEARNED = [

@@ -1,7 +1,10 @@
 """Talk to kb-mcp with the official `mcp.Client`, over stdio (spawning `kb-mcp`) or streamable HTTP.
 
-    python examples/client.py stdio                      # spawns .venv/bin/kb-mcp (needs Redis Stack running)
-    python examples/client.py http http://127.0.0.1:8765/mcp [TOKEN]
+    .venv/bin/python examples/client.py stdio            # spawns scripts/run.sh: the same Redis it starts
+    .venv/bin/python examples/client.py http http://127.0.0.1:8765/mcp [TOKEN]
+
+Run it with the project's `.venv/bin/python` (it has the `mcp` SDK). Over stdio it launches kb-mcp through
+`scripts/run.sh`, which starts (or reuses) the local Redis on REDIS_PORT (default 6379) unless KB_REDIS_URL is set.
 """
 
 from __future__ import annotations
@@ -21,9 +24,15 @@ def connect(argv: list[str]) -> Client:
         url = argv[1] if len(argv) > 1 else "http://127.0.0.1:8765/mcp"
         headers = {"Authorization": f"Bearer {argv[2]}"} if len(argv) > 2 else {}
         return Client(streamable_http_client(url, http_client=httpx2.AsyncClient(headers=headers, timeout=30)))
-    command = str(Path(sys.executable).with_name("kb-mcp"))
-    env = {k: v for k, v in os.environ.items() if k.startswith("KB_")}  # the SDK passes no other variables
-    return Client(StdioServerParameters(command=command, args=["serve"], env=env))
+    return Client(StdioServerParameters(command=RUN_SH, args=["serve"], env=server_env()))
+
+
+RUN_SH = str(Path(__file__).resolve().parents[1] / "scripts" / "run.sh")
+
+
+def server_env() -> dict[str, str]:
+    """KB_* and REDIS_PORT: the SDK passes the child no other variables of ours."""
+    return {k: v for k, v in os.environ.items() if k.startswith("KB_") or k == "REDIS_PORT"}
 
 
 async def main(argv: list[str]) -> None:

@@ -72,7 +72,7 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", type=int, default=300, help="sequential calls for single-client latency")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="results folder")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="a short smoke run: 2000 facts, short levels")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run: 2000 facts, short levels (~2 min)")
     parser.add_argument("--keep", action="store_true", help="keep the bench namespaces in Redis afterwards")
 
 

@@ -4,6 +4,7 @@
      ├── InvalidInput      the caller's argument is wrong (names the field and the limit); nothing was changed
      ├── NotFound          no fact under that id
      ├── StoreUnavailable  Redis unreachable or the circuit breaker is open (carries retry_after_s)
+     │    └── NotListening nothing has ever answered at KB_REDIS_URL: says how to start Redis, not "retry"
      ├── OperationTimeout  one Redis / file / index operation exceeded its standard deadline
      ├── RedisRefused      Redis answered but refused: out of memory, read-only replica, loading, cannot persist,
      │                     credentials, busy script (Redis is up: the breaker stays closed)
@@ -22,6 +23,7 @@ __all__ = [
     "InvalidInput",
     "KbError",
     "NotFound",
+    "NotListening",
     "OperationTimeout",
     "RedisRefused",
     "ServerBusy",
@@ -61,6 +63,16 @@ class StoreUnavailable(KbError):
         super().__init__(f"knowledge store unavailable ({reason}){hint}")
         self.reason = reason
         self.retry_after_s = retry_after_s
+
+
+class NotListening(StoreUnavailable):
+    """The first connection of this process was refused: there is no Redis at that address (yet). Retrying will
+    not help until someone starts one, so the text says how."""
+
+    def __init__(self, message: str) -> None:
+        KbError.__init__(self, message)
+        self.reason = message
+        self.retry_after_s = None
 
 
 _TIMEOUT_SUBJECT = {"redis": "Redis did not answer", "file": "file operation did not finish",

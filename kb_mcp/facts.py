@@ -39,6 +39,7 @@ TOP_K_MAX = 50
 LIMIT_MAX = 100
 CURSOR_MAX_CHARS = 512
 
+RULES = {FACT_ID_PATTERN: FACT_ID_RULE, TAG_PATTERN: TAG_RULE}  # pattern -> the rule in words (error messages)
 _FACT_ID_RE = re.compile(FACT_ID_PATTERN)
 _TAG_RE = re.compile(TAG_PATTERN)
 

@@ -40,6 +40,10 @@ class Metrics:
         if timed_out:
             self.op_timeouts.labels(kind).inc()
 
+    def rejected(self, tool: str, outcome: str = "InvalidInput") -> None:
+        """A call refused before it ran (schema validation, unknown argument or tool): counted, not timed."""
+        self.tool_calls.labels(tool, outcome).inc()
+
     def observe_call(self, tool: str, outcome: str, seconds: float) -> None:
         self.tool_duration.labels(tool).observe(seconds)
         self.tool_calls.labels(tool, outcome).inc()

@@ -33,7 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kb_mcp.config import Settings, TimeoutKind, Timeouts
-from kb_mcp.errors import IndexMissing, KbError, OperationTimeout, RedisRefused, StoreUnavailable
+from kb_mcp.errors import IndexMissing, KbError, NotListening, OperationTimeout, RedisRefused, StoreUnavailable
 from kb_mcp.timeouts import Observer, bounded, no_observer
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ class AsyncRedisManager:
         )
         self.client: Redis = Redis.from_pool(self.pool)
         self._slots = asyncio.Semaphore(settings.redis_max_connections)
+        self._answered = False  # has Redis ever answered this process? (a refused first connection: no Redis)
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown, clock=clock)
         self._watcher: asyncio.Task[None] | None = None
 
@@ -203,6 +204,9 @@ class AsyncRedisManager:
                 self._failed(f"timeout in {op}")
                 raise OperationTimeout(op, kind, self._timeouts.limit_s(kind)) from exc
             if isinstance(cause, RedisConnectionError | OSError):
+                if not self._answered and _refused(exc):  # never reached: most likely no Redis there at all
+                    self._failed(self.nothing_listening)
+                    raise NotListening(self.nothing_listening) from exc
                 self._failed(f"cannot connect to {self.where}")
                 raise StoreUnavailable(f"cannot reach Redis at {self.where}: {_short(cause)}") from exc
             self.breaker.record(ok=True)  # Redis answered (with an error reply) or the bug is ours: it is alive
@@ -211,7 +215,13 @@ class AsyncRedisManager:
             self.breaker.release_probe()  # cancelled: no verdict on Redis
             raise
         self.breaker.record(ok=True)
+        self._answered = True
         return result
+
+    @property
+    def nothing_listening(self) -> str:
+        return (f"nothing is listening at {self.where} — start Redis with scripts/run.sh (or scripts/redis-stack.sh "
+                "start), or set KB_REDIS_URL to your Redis")
 
     async def _in_slot(self, call: Callable[[Redis], Awaitable[T]], slot: _Slot) -> T:
         """At most `max_connections` calls talk to Redis at once; the rest wait here, where the wait is visible
@@ -300,6 +310,18 @@ def refusal(exc: BaseException, op: str) -> KbError | None:
         if text == prefix or text.startswith(prefix + " ") or f" {prefix} " in text:
             return RedisRefused(code, op)
     return None
+
+
+def _refused(exc: BaseException) -> bool:
+    """A connection refused (nothing listening on that port) anywhere in the cause chain."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError) or "Error 111 " in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _redis_error(exc: BaseException) -> RedisError | None:

@@ -15,9 +15,10 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.types import ToolAnnotations
-from pydantic import AnyHttpUrl
+from pydantic import AnyHttpUrl, ValidationError
 
 from kb_mcp import __version__
+from kb_mcp.argument_errors import describe
 from kb_mcp.auth import StaticTokenVerifier, Tenant, load_tokens
 from kb_mcp.config import Settings
 from kb_mcp.embeddings import KbEmbedding
@@ -34,6 +35,7 @@ with get_fact; remove them with delete_fact. Errors are explained in the result 
 was briefly unavailable and the same call may succeed shortly."""
 
 METRICS_REFRESH_S = 5.0
+UNKNOWN_TOOL = "(unknown)"
 log = logging.getLogger("kb_mcp.server")
 
 
@@ -58,11 +60,13 @@ WRITE_TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = [
 
 
 class KbServer(MCPServer[AppState]):
-    """MCPServer that also refuses unknown argument names (the SDK silently drops them, so a misspelt `tag` or
-    `factId` would otherwise be ignored and the agent would never learn why its filter did nothing)."""
+    """MCPServer that also refuses unknown tool and argument names (the SDK silently drops unknown arguments, so a
+    misspelt `tag` or `factId` would otherwise be ignored and the agent would never learn why its filter did
+    nothing), turns schema errors into one sentence per field, and counts every refused call in the metrics."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, metrics: Metrics, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.metrics = metrics
         self._accepted: dict[str, frozenset[str]] = {}
 
     def add_kb_tool(self, fn: Callable[..., Any], hints: ToolAnnotations) -> None:
@@ -73,17 +77,25 @@ class KbServer(MCPServer[AppState]):
     async def call_tool(self, name: str, arguments: dict[str, Any],
                         context: Context[AppState, Any] | None = None) -> Any:
         accepted = self._accepted.get(name)
-        if accepted is not None:
-            unknown = sorted(set(arguments) - accepted)
-            if unknown:
-                raise ToolError(f"invalid arguments: unknown argument(s) {', '.join(map(repr, unknown))} for {name}; "
-                                f"accepted: {', '.join(sorted(accepted)) or '(none)'}")
+        if accepted is None:
+            self.metrics.rejected(UNKNOWN_TOOL, "UnknownTool")  # not the name itself: labels must stay bounded
+            raise ToolError(f"unknown tool {name!r}; the tools are: {', '.join(sorted(self._accepted))}")
+        unknown = sorted(set(arguments) - accepted)
+        if unknown:
+            self.metrics.rejected(name)
+            raise ToolError(f"invalid arguments for {name}: unknown argument(s) {', '.join(map(repr, unknown))}; "
+                            f"accepted: {', '.join(sorted(accepted)) or '(none)'}")
         try:
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError as exc:  # a crash outside tool_call (e.g. building the result): still a sentence
             cause = exc.__cause__ or exc
             log.error("tool=%s failed unexpectedly", name, exc_info=cause)
             raise ToolError(str(InternalError(name, cause))) from exc
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):  # the arguments do not fit the input schema
+                self.metrics.rejected(name)
+                raise ToolError(describe(name, exc.__cause__)) from exc
+            raise
 
 
 def build_server(settings: Settings, *, embedding: KbEmbedding | None = None,
@@ -114,7 +126,7 @@ def build_server(settings: Settings, *, embedding: KbEmbedding | None = None,
         auth = {"token_verifier": StaticTokenVerifier(tokens),
                 "auth": AuthSettings(issuer_url=AnyHttpUrl(issuer_url), resource_server_url=None)}
     mcp = KbServer("kb-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
-                   log_level=settings.log_level, **auth)
+                   log_level=settings.log_level, metrics=metrics, **auth)
     for fn, hints in READ_TOOLS + ([] if settings.read_only else WRITE_TOOLS):  # KB_READ_ONLY: the read tools only
         mcp.add_kb_tool(fn, hints)
     return mcp, holder

@@ -80,8 +80,9 @@ async def _bench_size(settings: Settings, size: int, levels: list[int], args: ar
     rng = random.Random(args.seed)
     run: Result = {"facts": size}
     async with KnowledgeStore.open(settings) as store:
-        await store.drop_namespace()
-        await store.ensure_index()
+        if await store.count():  # left over from a --keep run: start clean (an empty index is kept as it is)
+            await store.drop_namespace()
+            await store.ensure_index()
         run["bulk_ingest_facts_per_s"] = await _ingest(store, items)
         run["import_with_vectors_facts_per_s"] = await _import_rate(store, settings)
         vectors, ids = await _read_vectors(store)

@@ -58,7 +58,7 @@ def test_doctor_reports_ok_on_redis_stack(settings: Settings, cleanup: None) -> 
 def test_doctor_fails_clearly_without_redis(settings: Settings) -> None:
     result = run(settings, "doctor", KB_REDIS_URL="redis://127.0.0.1:1/0")
     assert result.returncode == 1
-    assert "FAIL" in result.stdout and "cannot reach Redis at 127.0.0.1:1" in result.stdout
+    assert "FAIL" in result.stdout and "nothing is listening at 127.0.0.1:1" in result.stdout
     assert "verdict: FAIL" in result.stdout
 
 
