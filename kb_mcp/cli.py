@@ -59,7 +59,23 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("reindex", help="drop and re-create the search index from the stored facts (no data loss)")
 
     _bench_arguments(sub.add_parser("bench", help="reproducible benchmark (see README)"))
+    _eval_arguments(sub.add_parser("eval", help="retrieval quality per search mode (recall@1/@5, MRR@10)"))
     return parser
+
+
+def _eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """`kb-mcp eval` options (here, so that parsing a command never imports the evaluation)."""
+    parser.description = ("Measure recall@1, recall@5, MRR@10 and p50 latency of semantic_search per mode: on the "
+                          "built-in sets (loaded into scratch namespaces eval-bench / eval-hard, dropped after), or on "
+                          "your own query -> fact_id pairs against KB_NAMESPACE (--pairs).")
+    parser.add_argument("--mode", choices=["all", "hybrid", "vector", "keyword"], default="all")
+    parser.add_argument("--set", choices=["all", "bench", "hard"], default="all", help="built-in set(s)")
+    parser.add_argument("--pairs", metavar="FILE.jsonl", help='your own lines {"query": ..., "fact_id": ...}')
+    parser.add_argument("--facts", type=int, default=2000, help="facts per built-in set (default 2000)")
+    parser.add_argument("--queries", type=int, default=400, help="queries per set (default 400)")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch namespaces")
+    parser.add_argument("--json", action="store_true", help="JSON instead of a Markdown table")
 
 
 def _bench_arguments(parser: argparse.ArgumentParser) -> None:
@@ -247,6 +263,12 @@ def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_doctor(settings))
 
 
+def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    from kb_mcp.bench.evaluate import run_eval
+
+    return run_eval(settings, args)
+
+
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from kb_mcp.bench.runner import run_bench
 
@@ -255,7 +277,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
 
 _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": _serve, "ingest": _ingest, "export": _export, "import": _import, "stats": _stats,
-    "doctor": _doctor, "reindex": _reindex, "bench": _bench,
+    "doctor": _doctor, "reindex": _reindex, "bench": _bench, "eval": _eval,
 }
 
 

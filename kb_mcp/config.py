@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     hnsw_ef_construction: Annotated[int, Field(ge=1, le=4096)] = 400
     hnsw_ef_runtime: Annotated[int, Field(ge=1, le=4096)] = 150  # recall@10 0.99 vs exact at 100k (bench)
 
+    hybrid_vector_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8  # linear fusion: the vector side's share
+    hybrid_saturation: PositiveFloat = 10.0  # IDF weight (nats) of matched words that earns full keyword evidence
+    hybrid_fusion: Literal["linear", "rrf"] = "linear"
+    hybrid_candidates: Annotated[int, Field(ge=1, le=1000)] = 10  # per side, at least top_k
+    query_cache_size: Annotated[int, Field(ge=0, le=1_000_000)] = 1024  # query embeddings kept (0: no cache)
+
     durability: Literal["none", "fsync"] = "none"
     read_only: bool = False
     auth_token: SecretStr | None = None

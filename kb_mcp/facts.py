@@ -13,7 +13,7 @@ import json
 import math
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -60,8 +60,11 @@ Content = Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_SCHEMA_CHARS
 Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
 TopK = Annotated[int, Field(ge=1, le=TOP_K_MAX, description="How many results at most")]
 Limit = Annotated[int, Field(ge=1, le=LIMIT_MAX)]
-MinScore = Annotated[float | None, Field(ge=-1.0, le=1.0, description="Drop results below this similarity; "
-                                                                      "0.3-0.5 keeps related facts")]
+MinScore = Annotated[float | None, Field(ge=-1.0, le=1.0, description="Drop results whose similarity is below "
+                                                                      "this; 0.3-0.5 keeps related facts")]
+SearchMode = Literal["hybrid", "vector", "keyword"]
+Mode = Annotated[SearchMode, Field(description="hybrid (default): meaning and exact words, fused; vector: meaning "
+                                               "only; keyword: exact words only (BM25)")]
 Cursor = Annotated[str | None, Field(max_length=CURSOR_MAX_CHARS, description="next_cursor of the previous page")]
 
 
@@ -90,13 +93,15 @@ class StoredFact(BaseModel):
 
 
 class ScoredFact(BaseModel):
-    """A semantic search hit: cosine similarity in [-1, 1], higher is closer."""
+    """A search hit: `score` is what it was ranked by (higher is better; see SearchMode), `similarity` its cosine
+    similarity to the query in [-1, 1] whatever the mode."""
 
     fact_id: str
     content: str
     metadata: dict[str, Scalar] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     score: float
+    similarity: float
 
 
 class FactPage(BaseModel):
@@ -183,6 +188,16 @@ def check_int(value: Any, field: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidInput(field, f"must be an integer from {low} to {high}, got {value!r}")
     return value
+
+
+SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "vector", "keyword")
+
+
+def check_mode(value: Any) -> SearchMode:
+    for mode in SEARCH_MODES:
+        if value == mode:
+            return mode
+    raise InvalidInput("mode", f"must be one of {', '.join(SEARCH_MODES)}, got {value!r}")
 
 
 def check_score(value: Any, field: str = "min_score") -> float | None:

@@ -33,6 +33,10 @@ class Metrics:
         self.pool_max = Gauge("kb_redis_pool_connections_max", "Redis pool size limit", registry=r)
         self.facts = Gauge("kb_facts", "Facts in the namespace index", ["namespace"], registry=r)
         self.in_flight = Gauge("kb_tool_calls_in_flight", "Tool calls being served", registry=r)
+        self.query_cache = Gauge("kb_query_embedding_cache", "Query embedding cache lookups by result",
+                                 ["result"], registry=r)
+        self.query_cache_hit_ratio = Gauge("kb_query_embedding_cache_hit_ratio",
+                                           "Share of search queries whose embedding came from the cache", registry=r)
 
     def observe_operation(self, kind: TimeoutKind, op: str, seconds: float, timed_out: bool) -> None:
         """The `bounded()` observer: per-kind latency and timeouts (op names stay out of labels: unbounded)."""
@@ -53,6 +57,11 @@ class Metrics:
         self.breaker_failures.set(state.consecutive_failures)
         self.pool_in_use.set(state.pool_in_use)
         self.pool_max.set(state.pool_max)
+
+    def set_query_cache(self, hits: int, misses: int) -> None:
+        self.query_cache.labels("hit").set(hits)
+        self.query_cache.labels("miss").set(misses)
+        self.query_cache_hit_ratio.set(hits / (hits + misses) if hits + misses else 0.0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -139,6 +139,8 @@ async def refresh_metrics(holder: StateHolder) -> None:
         return
     state.metrics.in_flight.set(state.in_flight)
     state.metrics.set_redis(state.backend.manager.state())
+    cache = state.backend.query_cache
+    state.metrics.set_query_cache(cache.hits, cache.misses)
     store = state.backend.store(state.settings.namespace)
     with suppress(KbError):  # Redis down: the breaker gauge says so
         state.metrics.facts.labels(store.namespace).set(await store.count())

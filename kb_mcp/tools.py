@@ -17,6 +17,7 @@ from kb_mcp.facts import (
     Limit,
     Metadata,
     MinScore,
+    Mode,
     Query,
     Scalar,
     ScoredFact,
@@ -55,7 +56,10 @@ class SearchHit(BaseModel):
     content: str
     metadata: dict[str, Scalar]
     tags: list[str]
-    score: float = Field(description="Cosine similarity, higher is closer (1.0 = same meaning)")
+    score: float = Field(description="What the results are ranked by, higher is better: hybrid = a blend of "
+                                     "similarity and keyword relevance; vector = similarity; keyword = BM25")
+    similarity: float = Field(description="Cosine similarity to the query, -1..1 (1.0 = same meaning), in every "
+                                          "mode; min_score filters on it")
 
 
 class SearchResult(BaseModel):
@@ -121,11 +125,14 @@ async def semantic_search(
     top_k: TopK = 5,
     tags: TagFilter = None,
     min_score: MinScore = None,
+    mode: Mode = "hybrid",
 ) -> SearchResult:
-    """Find facts by meaning (vector similarity), best first, even when they share no words with the query. Use this
-    to recall what is known about a topic before answering or before storing a possibly duplicate fact."""
+    """Find facts by meaning, best first, even when they share no words with the query; names and rare words in
+    the query count too (hybrid: vector similarity fused with keyword relevance). Use this to recall what is known
+    about a topic before answering or before storing a possibly duplicate fact."""
     async with tool_call(ctx, "semantic_search") as store:
-        hits: list[ScoredFact] = await store.semantic_search(query, top_k=top_k, tags=tags, min_score=min_score)
+        hits: list[ScoredFact] = await store.semantic_search(query, top_k=top_k, tags=tags, min_score=min_score,
+                                                             mode=mode)
     return SearchResult(results=[SearchHit(**h.model_dump()) for h in hits])
 
 

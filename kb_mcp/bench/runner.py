@@ -90,6 +90,7 @@ async def _bench_size(settings: Settings, size: int, levels: list[int], args: ar
         queries = [items[i].query for i in sample]
         run["floors"] = await _floors(store, queries)
         run["recall"] = await _recall(store, queries, sample, vectors, ids)
+        run["search_modes_ms"] = await _search_modes(store, queries)
     with server(settings) as (url, pid):
         rss = RssSampler(pid)
         async with rss:
@@ -192,6 +193,17 @@ async def _floors(store: Any, queries: list[str]) -> Result:
     }
 
 
+async def _search_modes(store: Any, queries: list[str]) -> Result:
+    """semantic_search through the store (no MCP) in each mode, query embeddings cached (so the difference is the
+    Redis and fusion work alone): what hybrid costs over vector search."""
+    for q in queries:  # warm the query cache and the document-frequency cache
+        await store.semantic_search(q, mode="hybrid")
+    out: Result = {}
+    for mode in ("vector", "hybrid", "keyword"):
+        out[mode] = pcts([await timed(store.semantic_search(q, mode=mode)) for q in queries])
+    return out
+
+
 async def _recall(store: Any, queries: list[str], sample: list[int], vectors: np.ndarray[Any, Any],
                   ids: list[str]) -> Result:
     """recall@10 of the served index (HNSW, default EF_RUNTIME) against exact cosine search on the same vectors."""
@@ -200,7 +212,7 @@ async def _recall(store: Any, queries: list[str], sample: list[int], vectors: np
     hits = 0
     paraphrase_at_1 = 0
     for row, (q, fact_index) in enumerate(zip(queries, sample, strict=True)):
-        served = await store.semantic_search(q, top_k=10)
+        served = await store.semantic_search(q, top_k=10, mode="vector")  # the index itself, against exact
         served_ids = {h.fact_id for h in served}
         hits += len(served_ids & {ids[j] for j in exact[row]})
         paraphrase_at_1 += bool(served) and served[0].fact_id == f"b{fact_index}"

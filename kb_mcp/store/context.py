@@ -11,7 +11,7 @@ import numpy as np
 from redis.asyncio import Redis
 
 from kb_mcp.config import Settings, TimeoutKind
-from kb_mcp.embeddings import KbEmbedding
+from kb_mcp.embeddings import KbEmbedding, QueryCache
 from kb_mcp.redis_manager import AsyncRedisManager
 from kb_mcp.store.schema import Keyspace
 from kb_mcp.timeouts import Observer, bounded
@@ -28,6 +28,7 @@ class StoreContext:
     embedding: KbEmbedding
     keyspace: Keyspace
     observe: Observer
+    query_cache: QueryCache
 
     async def redis(self, op: str, call: Callable[[Redis], Awaitable[T]], kind: TimeoutKind = "redis") -> T:
         """One command or pipeline under the breaker and the deadline of `kind` (the Redis deadline by default)."""
@@ -43,3 +44,12 @@ class StoreContext:
     async def embed(self, texts: list[str], op: str) -> np.ndarray[Any, Any]:
         """Vectors for `texts` within the index deadline (KB_TIMEOUT_INDEX)."""
         return await self.bounded("index", self.embedding.aembed(texts), op)
+
+    async def embed_query(self, text: str) -> np.ndarray[Any, Any]:
+        """The vector of a search query, from the process's query cache when it was asked before."""
+        cached = self.query_cache.get(self.embedding, text)
+        if cached is not None:
+            return cached
+        vector: np.ndarray[Any, Any] = (await self.embed([text], "embed query"))[0]
+        self.query_cache.put(self.embedding, text, vector)
+        return vector

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from kb_mcp import logs
 from kb_mcp.config import Settings
-from kb_mcp.embeddings import KbEmbedding, build_embedding
-from kb_mcp.facts import Fact, FactPage, Scalar, ScoredFact, StoredFact, check_fact_id
+from kb_mcp.embeddings import KbEmbedding, QueryCache, build_embedding
+from kb_mcp.facts import Fact, FactPage, Scalar, ScoredFact, SearchMode, StoredFact, check_fact_id
 from kb_mcp.redis_manager import AsyncRedisManager
 from kb_mcp.store.admin import Admin, StoreStats
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.documents import Documents
+from kb_mcp.store.hybrid import Searcher
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.ingest import Ingest
 from kb_mcp.store.scan import iter_keys
@@ -38,14 +39,17 @@ class KnowledgeStore:
     """Facts in Redis hashes under a namespace, indexed by RediSearch for keywords and vectors."""
 
     def __init__(self, settings: Settings, manager: AsyncRedisManager, embedding: KbEmbedding,
-                 observe: Observer | None = None, namespace: str | None = None) -> None:
+                 observe: Observer | None = None, namespace: str | None = None,
+                 query_cache: QueryCache | None = None) -> None:
         logs.silence_stdout_loggers()
         keyspace = Keyspace(namespace or settings.namespace)
         self._ctx = StoreContext(settings=settings, manager=manager, embedding=embedding, keyspace=keyspace,
-                                 observe=observe or no_observer)
+                                 observe=observe or no_observer,
+                                 query_cache=query_cache or QueryCache(settings.query_cache_size))
         self.index = SearchIndex(self._ctx)
         writer = Writer(self._ctx)
         self._reader = Reader(self._ctx, self.index)
+        self._searcher = Searcher(self._ctx, self.index, self._reader)
         self._ingest = Ingest(self._ctx, self.index, self._reader, writer)
         self._writer = writer
         self._documents = Documents(self._ctx, self._reader, writer)
@@ -95,7 +99,7 @@ class KnowledgeStore:
 
     @property
     def vector_store(self) -> KbRedisVectorStore:
-        return self._reader.vector_store
+        return self._searcher.vector_store
 
     def key(self, fact_id: str) -> str:
         return self._ctx.keyspace.key(fact_id)
@@ -127,8 +131,9 @@ class KnowledgeStore:
         return await self._reader.list_facts(query=query, tags=tags, limit=limit, cursor=cursor)
 
     async def semantic_search(self, query: str, top_k: int = 5, tags: list[str] | None = None,
-                              min_score: float | None = None) -> list[ScoredFact]:
-        return await self._reader.semantic_search(query, top_k=top_k, tags=tags, min_score=min_score)
+                              min_score: float | None = None, mode: SearchMode = "hybrid") -> list[ScoredFact]:
+        """Hybrid (BM25 + vectors, fused) by default; "vector" or "keyword" for one side alone."""
+        return await self._searcher.search(query, top_k=top_k, tags=tags, min_score=min_score, mode=mode)
 
     async def delete_fact(self, fact_id: str) -> bool:
         """True when a fact was deleted, False when there was none (idempotent)."""
@@ -182,6 +187,7 @@ class Backend:
         self.settings = settings
         self.manager = manager
         self.embedding = embedding
+        self.query_cache = QueryCache(settings.query_cache_size)  # one per process: every namespace, one model
         self._observe: Observer = observe or no_observer
         self._stores: dict[str, KnowledgeStore] = {}
 
@@ -204,5 +210,6 @@ class Backend:
         """The store of `namespace` (made once, cheap: its index is checked on first use)."""
         if namespace not in self._stores:
             self._stores[namespace] = KnowledgeStore(self.settings, self.manager, self.embedding,
-                                                     observe=self._observe, namespace=namespace)
+                                                     observe=self._observe, namespace=namespace,
+                                                     query_cache=self.query_cache)
         return self._stores[namespace]

@@ -1,59 +1,36 @@
-"""Reading facts: by id, keyword listing with cursors (RediSearch full text), and vector search through
-LlamaIndex's `RedisVectorStore` (later: hybrid)."""
+"""Reading facts: by id, by content hash, by document, and keyword listing with cursors (RediSearch full text).
+Search by meaning is in `hybrid`."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from llama_index.core.vector_stores.types import FilterCondition, MetadataFilter, MetadataFilters, VectorStoreQuery
 from redis.asyncio import Redis
 
 from kb_mcp.errors import InvalidInput, NotFound
 from kb_mcp.facts import (
     LIMIT_MAX,
-    TOP_K_MAX,
     Fact,
     FactPage,
-    ScoredFact,
     check_fact_id,
     check_int,
     check_query,
-    check_score,
     check_tags,
 )
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.cursor import decode_cursor, encode_cursor, scope_of
 from kb_mcp.store.index import SearchIndex
-from kb_mcp.store.records import decode_metadata, fact_from_fields, split_tags
-from kb_mcp.store.schema import F_CREATED, F_DOC, F_HASH, F_ID, F_META, F_TAGS, F_TEXT, F_VECTOR, READ_FIELDS
-
-MAX_QUERY_WORDS = 64
-_WORD_RE = re.compile(r"\w+", re.UNICODE)
-
-
-def escape(word: str) -> str:
-    """Escape every character RediSearch could read as syntax (letters, digits and _ pass through)."""
-    return "".join(c if c.isalnum() or c == "_" else "\\" + c for c in word)
-
-
-def tag_clauses(tags: list[str]) -> list[str]:
-    """One TAG clause per tag: a fact must carry all of them."""
-    return [f"@{F_TAGS}:{{{escape(t)}}}" for t in tags]
+from kb_mcp.store.querytext import all_words_query, escape, tag_clauses
+from kb_mcp.store.records import fact_from_fields
+from kb_mcp.store.schema import F_CREATED, F_DOC, F_HASH, F_ID, F_VECTOR, READ_FIELDS
 
 
 class Reader:
     """Every read of a namespace's facts."""
 
     def __init__(self, ctx: StoreContext, index: SearchIndex) -> None:
-        from kb_mcp.store.vectors import RETURN_FIELDS, KbRedisVectorStore
-
         self._ctx = ctx
         self._index = index
-        # Built with the async client only: no synchronous Redis client exists anywhere in kb-mcp.
-        self.vector_store = KbRedisVectorStore(schema=index.schema, redis_client_async=ctx.manager.client,
-                                               return_fields=RETURN_FIELDS)
-        self.vector_store.created_async_index = True  # we create the index ourselves (never overwrite=True)
 
     async def load(self, keys: list[bytes]) -> list[Fact]:
         """Facts of `keys` in order (one pipelined HMGET each); keys deleted meanwhile are skipped.
@@ -115,10 +92,10 @@ class Reader:
         parts: list[str] = []
         if query is not None:
             check_query(query)
-            words = _WORD_RE.findall(query)[:MAX_QUERY_WORDS]
-            if not words:
+            matched = all_words_query(query)
+            if matched is None:
                 raise InvalidInput("query", "contains no words to match (letters or digits)")
-            parts.append(f"@{F_TEXT}:(" + " ".join(escape(w) for w in words) + ")")
+            parts.append(matched)
         parts += tag_clauses(tags)
         q = " ".join(parts) or "*"
         scope = scope_of(q)
@@ -132,32 +109,6 @@ class Reader:
         facts = await self.load(raw[1:])
         nxt = offset + limit
         return FactPage(facts=facts, total=total, next_cursor=encode_cursor(nxt, scope) if nxt < total else None)
-
-    async def semantic_search(self, query: str, top_k: int = 5, tags: list[str] | None = None,
-                              min_score: float | None = None) -> list[ScoredFact]:
-        """KNN through LlamaIndex's RedisVectorStore.aquery on the async client; best first, cosine similarity."""
-        check_query(query)
-        top_k = check_int(top_k, "top_k", 1, TOP_K_MAX)
-        tags = check_tags(tags)
-        min_score = check_score(min_score)
-        vector = (await self._ctx.embed([query], "embed query"))[0]
-        filters = None
-        if tags:
-            filters = MetadataFilters(filters=[MetadataFilter(key=F_TAGS, value=t) for t in tags],
-                                      condition=FilterCondition.AND)
-        request = VectorStoreQuery(query_embedding=vector.tolist(), similarity_top_k=top_k, filters=filters)
-        # The LlamaIndex deadline (KB_TIMEOUT_INDEX), not the Redis one: a KNN over a large index is LlamaIndex work.
-        result = await self._index.run(lambda: self._ctx.redis("vector search",
-                                                              lambda r: self.vector_store.aquery(request), "index"))
-        hits: list[ScoredFact] = []
-        for node, score in zip(result.nodes or [], result.similarities or [], strict=False):
-            if min_score is not None and score < min_score:
-                continue
-            meta = node.metadata
-            hits.append(ScoredFact(fact_id=node.node_id, content=node.get_content(),
-                                   metadata=decode_metadata(meta.get(F_META)), tags=split_tags(meta.get(F_TAGS)),
-                                   score=round(float(score), 6)))
-        return hits
 
     async def _search(self, query: str, *args: Any, op: str) -> Any:
         """FT.SEARCH on this namespace's index (dialect 2), recreating the index if it has vanished."""

@@ -31,7 +31,7 @@ FACT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 PARAMS = {
     "store_fact": {"content", "metadata", "tags", "fact_id"},
     "get_fact": {"fact_id", "query", "tags", "limit", "cursor"},
-    "semantic_search": {"query", "top_k", "tags", "min_score"},
+    "semantic_search": {"query", "top_k", "tags", "min_score", "mode"},
     "delete_fact": {"fact_id"},
     "kb_stats": set(),
 }
@@ -140,6 +140,7 @@ FIELDS: dict[str, Any] = {
     "content": st.one_of(text_value, any_json), "metadata": metadata_value, "tags": tags_value, "fact_id": ident,
     "query": st.one_of(text_value, any_json), "limit": numbers, "cursor": st.one_of(text_value, any_json),
     "top_k": numbers, "min_score": numbers,
+    "mode": st.one_of(st.sampled_from(["hybrid", "vector", "keyword", "Hybrid", "fuzzy", ""]), any_json),
 }
 
 
@@ -181,6 +182,8 @@ def certainly_invalid(tool: str, args: dict[str, Any]) -> str | None:
     tags = args.get("tags")
     if isinstance(tags, list) and len(tags) > 32:
         return "too many tags"
+    if "mode" in args and args["mode"] not in ("hybrid", "vector", "keyword"):
+        return "bad mode"
     return None
 
 

@@ -56,7 +56,8 @@ async def test_tools_list_names_params_limits_annotations_and_schemas(client: Cl
     assert get.input_schema.get("required", []) == []
     assert set(get.input_schema["properties"]) == {"fact_id", "query", "tags", "limit", "cursor"}
     assert search.input_schema["required"] == ["query"]
-    assert set(search.input_schema["properties"]) == {"query", "top_k", "tags", "min_score"}
+    assert set(search.input_schema["properties"]) == {"query", "top_k", "tags", "min_score", "mode"}
+    assert search.input_schema["properties"]["mode"]["enum"] == ["hybrid", "vector", "keyword"]
     assert delete.input_schema["required"] == ["fact_id"]
     top_k = search.input_schema["properties"]["top_k"]
     assert (top_k["minimum"], top_k["maximum"], top_k["default"]) == (1, 50, 5)

@@ -172,9 +172,9 @@ async def test_min_score_and_top_k(store: KnowledgeStore) -> None:
     await store.store_many([{"content": fact} for fact, _ in FACTS_AND_QUERIES[:10]])
     assert len(await store.semantic_search("anything at all", top_k=7)) == 7
     every = await store.semantic_search("What coffee order does the user have?", top_k=10)
-    threshold = (every[0].score + every[-1].score) / 2
+    threshold = (max(h.similarity for h in every) + min(h.similarity for h in every)) / 2
     hits = await store.semantic_search("What coffee order does the user have?", top_k=10, min_score=threshold)
-    assert hits == [h for h in every if h.score >= threshold] and 0 < len(hits) < 10
+    assert hits == [h for h in every if h.similarity >= threshold] and 0 < len(hits) < 10
     for bad in (0, 51):
         with pytest.raises(InvalidInput, match="top_k"):
             await store.semantic_search("q", top_k=bad)
@@ -367,4 +367,4 @@ async def test_records_are_plain_llamaindex_nodes(store: KnowledgeStore) -> None
     assert node.node_id == saved.fact_id and node.get_content() == "The user's timezone is Europe/Paris"
     assert node.metadata["tags"] == "prefs" and json.loads(node.metadata["metadata"]) == {"src": "chat"}
     ours = await store.semantic_search("Which time zone is the user in?", top_k=1)
-    assert result.similarities and abs(ours[0].score - result.similarities[0]) < 1e-5
+    assert result.similarities and abs(ours[0].similarity - result.similarities[0]) < 1e-5

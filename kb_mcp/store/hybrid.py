@@ -1,0 +1,268 @@
+"""Search by meaning and by words: the vector side (LlamaIndex's RedisVectorStore, KNN), the keyword side
+(RediSearch full text, BM25STD scorer, the query's words OR-ed) and their fusion.
+
+Both sides run at once, the keyword side while the query is being embedded (it needs no vector), so it adds no
+time when the model is the slower part; the keyword side's pipeline also asks RediSearch how
+many facts contain each query word (document frequencies, cached for a minute). A hit found by one side only gets
+the other's number too: its cosine similarity is computed from its stored vector, so `similarity` (and `min_score`)
+mean the same in every mode. Fusion (KB_HYBRID_FUSION):
+  linear  score = w * similarity + (1 - w) * evidence               (w = KB_HYBRID_VECTOR_WEIGHT)
+          evidence = coverage * min(1, matched / KB_HYBRID_SATURATION)
+          matched  = IDF weight (nats) of the query words the fact contains
+          coverage = matched / IDF weight of all query words that some fact contains
+  rrf     score = 1/(60 + rank_vector) + 1/(60 + rank_keyword)
+
+Why not BM25 divided by the best BM25 of the query (measured with `kb-mcp eval` and the paraphrase test set):
+max-normalisation turns a coincidental match on one word into full keyword credit and lost up to 0.36 recall@1
+against vector search alone on paraphrase sets. Evidence is high only when the fact holds most of the query's
+informative words AND they are informative in absolute terms (a rare name or code, not one common word), so keyword
+relevance helps where words carry information and stays out of the way of pure paraphrases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from llama_index.core.vector_stores.types import FilterCondition, MetadataFilter, MetadataFilters, VectorStoreQuery
+from redis.asyncio import Redis
+
+from kb_mcp.config import TimeoutKind
+from kb_mcp.facts import (
+    TOP_K_MAX,
+    Scalar,
+    ScoredFact,
+    SearchMode,
+    check_int,
+    check_mode,
+    check_query,
+    check_score,
+    check_tags,
+)
+from kb_mcp.store.context import StoreContext
+from kb_mcp.store.index import SearchIndex
+from kb_mcp.store.querytext import any_word_query, content_terms, singular, tag_clauses, word_forms
+from kb_mcp.store.records import decode_metadata, split_tags
+from kb_mcp.store.replies import as_text, pairs
+from kb_mcp.store.schema import F_META, F_TAGS, F_TEXT, F_VECTOR
+from kb_mcp.store.search import Reader
+
+RRF_K = 60
+# Every Redis step of a search runs under the LlamaIndex/index deadline (KB_TIMEOUT_INDEX, 10 s), not the 2 s Redis
+# one: a KNN or a full-text query over a large index is search work, as the README's standard timeouts say.
+SEARCH_DEADLINE: TimeoutKind = "index"
+ALL_FACTS = "*"  # the document-frequency cache's entry for the number of facts
+DF_TTL_S = 60.0  # document frequencies move slowly: one count per word per minute is plenty
+DF_CACHE_MAX = 10_000
+
+
+@dataclass
+class Candidate:
+    """One fact found by either side, with what each side said about it."""
+
+    fact_id: str
+    content: str
+    metadata: dict[str, Scalar]
+    tags: list[str]
+    similarity: float | None = None
+    bm25: float | None = None
+    evidence: float = 0.0
+    ranks: dict[str, int] = field(default_factory=dict)
+
+
+def idf(df: int, n: int) -> float:
+    """BM25's inverse document frequency: rare words weigh much more than common ones."""
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
+def evidence(content: str, weights: dict[str, float], saturation: float) -> float:
+    """How much the query's words vouch for `content` (0..1): the share of their IDF weight it contains, scaled
+    down unless that weight is large in absolute terms (`saturation` nats)."""
+    total = sum(weights.values())
+    if total <= 0:
+        return 0.0
+    forms = word_forms(content)
+    matched = sum(w for term, w in weights.items() if singular(term) in forms)
+    return (matched / total) * min(1.0, matched / saturation)
+
+
+def fuse_linear(cands: list[Candidate], vector_weight: float) -> list[tuple[Candidate, float]]:
+    """w * cosine similarity + (1 - w) * keyword evidence."""
+    scored = [(c, vector_weight * (c.similarity or 0.0) + (1 - vector_weight) * c.evidence) for c in cands]
+    return sorted(scored, key=lambda pair: pair[1], reverse=True)
+
+
+def prune_hopeless(cands: list[Candidate], top_k: int, vector_weight: float, similarity_bound: float
+                   ) -> list[Candidate]:
+    """Drop the keyword-only hits that cannot reach the top `top_k` even at the highest similarity they can have:
+    the vector side returned the nearest facts, so one it did not return is at most `similarity_bound` close.
+    Saves loading their vectors (a round trip) for most queries."""
+    known = sorted((vector_weight * c.similarity + (1 - vector_weight) * c.evidence
+                    for c in cands if c.similarity is not None), reverse=True)
+    if len(known) < top_k:
+        return cands
+    floor = known[top_k - 1]
+    return [c for c in cands if c.similarity is not None
+            or vector_weight * similarity_bound + (1 - vector_weight) * c.evidence >= floor]
+
+
+def fuse_rrf(cands: list[Candidate]) -> list[tuple[Candidate, float]]:
+    """Reciprocal-rank fusion: each side contributes 1 / (60 + rank)."""
+    scored = [(c, sum(1.0 / (RRF_K + rank) for rank in c.ranks.values())) for c in cands]
+    return sorted(scored, key=lambda pair: pair[1], reverse=True)
+
+
+class Searcher:
+    """semantic_search in its three modes for one namespace."""
+
+    def __init__(self, ctx: StoreContext, index: SearchIndex, reader: Reader) -> None:
+        from kb_mcp.store.vectors import RETURN_FIELDS, KbRedisVectorStore
+
+        self._ctx = ctx
+        self._index = index
+        self._reader = reader
+        # Built with the async client only: no synchronous Redis client exists anywhere in kb-mcp.
+        self.vector_store = KbRedisVectorStore(schema=index.schema, redis_client_async=ctx.manager.client,
+                                               return_fields=RETURN_FIELDS)
+        self.vector_store.created_async_index = True  # we create the index ourselves (never overwrite=True)
+        self._df: OrderedDict[str, tuple[int, float]] = OrderedDict()  # term (or "*": all facts) -> (count, until)
+
+    async def search(self, query: str, top_k: int = 5, tags: list[str] | None = None,
+                     min_score: float | None = None, mode: SearchMode = "hybrid") -> list[ScoredFact]:
+        """Best first; `min_score` keeps hits whose cosine similarity is at least that, in every mode."""
+        check_query(query)
+        top_k = check_int(top_k, "top_k", 1, TOP_K_MAX)
+        tags = check_tags(tags)
+        min_score = check_score(min_score)
+        mode = check_mode(mode)
+        settings = self._ctx.settings
+        if mode == "vector":
+            vector = await self._ctx.embed_query(query)
+            cands = await self._vector_side(vector, top_k, tags)
+            ranked = [(c, c.similarity or 0.0) for c in cands]
+        elif mode == "keyword":
+            vector, (cands, _) = await asyncio.gather(self._ctx.embed_query(query),
+                                                      self._keyword_side(query, top_k, tags))
+            await self._fill_similarity(cands, vector)
+            ranked = [(c, c.bm25 or 0.0) for c in cands]
+        else:
+            k = max(top_k, settings.hybrid_candidates)
+
+            async def by_meaning() -> tuple[np.ndarray[Any, Any], list[Candidate]]:
+                found = await self._ctx.embed_query(query)
+                return found, await self._vector_side(found, k, tags)
+
+            # The keyword side needs no embedding: it runs while the model works, so it costs no extra time.
+            (vector, by_vector), (by_words, weights) = await asyncio.gather(by_meaning(),
+                                                                            self._keyword_side(query, k, tags))
+            cands = _merge(by_vector, by_words)
+            for cand in cands:
+                cand.evidence = evidence(cand.content, weights, settings.hybrid_saturation)
+            w = settings.hybrid_vector_weight
+            if settings.hybrid_fusion == "linear" and len(by_vector) == k:
+                cands = prune_hopeless(cands, top_k, w, min(c.similarity or 0.0 for c in by_vector))
+            await self._fill_similarity(cands, vector)
+            ranked = fuse_rrf(cands) if settings.hybrid_fusion == "rrf" else fuse_linear(cands, w)
+        hits = []
+        for cand, score in ranked:
+            similarity = cand.similarity if cand.similarity is not None else 0.0
+            if min_score is not None and similarity < min_score:
+                continue
+            hits.append(ScoredFact(fact_id=cand.fact_id, content=cand.content, metadata=cand.metadata,
+                                   tags=cand.tags, score=round(float(score), 6), similarity=round(similarity, 6)))
+            if len(hits) == top_k:
+                break
+        return hits
+
+    async def _vector_side(self, vector: np.ndarray[Any, Any], k: int, tags: list[str]) -> list[Candidate]:
+        """KNN through LlamaIndex's RedisVectorStore.aquery (async client), under the index deadline."""
+        filters = None
+        if tags:
+            filters = MetadataFilters(filters=[MetadataFilter(key=F_TAGS, value=t) for t in tags],
+                                      condition=FilterCondition.AND)
+        request = VectorStoreQuery(query_embedding=vector.tolist(), similarity_top_k=k, filters=filters)
+        result = await self._index.run(lambda: self._ctx.redis("vector search",
+                                                              lambda r: self.vector_store.aquery(request),
+                                                              SEARCH_DEADLINE))
+        pairs = sorted(zip(result.nodes or [], result.similarities or [], strict=False),
+                       key=lambda pair: pair[1], reverse=True)  # redisvl's order is not guaranteed: sort here
+        return [Candidate(fact_id=node.node_id, content=node.get_content(),
+                          metadata=decode_metadata(node.metadata.get(F_META)),
+                          tags=split_tags(node.metadata.get(F_TAGS)), similarity=float(score),
+                          ranks={"vector": rank})
+                for rank, (node, score) in enumerate(pairs, start=1)]
+
+    async def _keyword_side(self, query: str, k: int, tags: list[str]
+                            ) -> tuple[list[Candidate], dict[str, float]]:
+        """Full text, BM25STD, any of the query's content words (escaped), the same tag filter; in the same
+        pipeline, the document frequency of each word not counted in the last minute. Returns the hits and the
+        IDF weight of every query word that some fact contains."""
+        terms = content_terms(query)
+        words = any_word_query(terms)
+        if words is None:
+            return [], {}
+        q = " ".join([words, *tag_clauses(tags)])
+        now = time.monotonic()
+        uncounted = [t for t in [ALL_FACTS, *terms] if self._df.get(t, (0, 0.0))[1] <= now]
+        name = self._index.name
+
+        async def run(r: Redis) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            pipe.execute_command("FT.SEARCH", name, q, "WITHSCORES", "SCORER", "BM25STD", "RETURN", 3, F_TEXT,
+                                 F_TAGS, F_META, "LIMIT", 0, k, "DIALECT", 2)
+            for term in uncounted:  # the number of facts from FT.INFO: counting "*" would walk every document
+                if term == ALL_FACTS:
+                    pipe.execute_command("FT.INFO", name)
+                else:
+                    pipe.execute_command("FT.SEARCH", name, any_word_query([term]), "LIMIT", 0, 0, "DIALECT", 2)
+            return await pipe.execute()
+
+        raw, *counts = await self._index.run(lambda: self._ctx.redis("keyword search", run, SEARCH_DEADLINE))
+        for term, count in zip(uncounted, counts, strict=True):
+            found = int(as_text(pairs(count).get("num_docs", 0))) if term == ALL_FACTS else int(count[0])
+            self._df[term] = (found, now + DF_TTL_S)
+            self._df.move_to_end(term)
+        while len(self._df) > DF_CACHE_MAX:
+            self._df.popitem(last=False)
+        n = self._df[ALL_FACTS][0]
+        weights = {t: idf(self._df[t][0], n) for t in terms if self._df[t][0] > 0}
+        out: list[Candidate] = []
+        for i in range(1, len(raw) - 2, 3):
+            fields = {as_text(raw[i + 2][j]): raw[i + 2][j + 1] for j in range(0, len(raw[i + 2]) - 1, 2)}
+            out.append(Candidate(fact_id=self._ctx.keyspace.fact_id(raw[i]), content=as_text(fields.get(F_TEXT)),
+                                 metadata=decode_metadata(fields.get(F_META)), tags=split_tags(fields.get(F_TAGS)),
+                                 bm25=float(as_text(raw[i + 1])), ranks={"keyword": len(out) + 1}))
+        return out, weights
+
+    async def _fill_similarity(self, cands: list[Candidate], vector: np.ndarray[Any, Any]) -> None:
+        """Cosine similarity of the hits the vector side did not return (vectors are unit length: a dot product)."""
+        missing = [c for c in cands if c.similarity is None]
+        if not missing:
+            return
+
+        async def fetch(r: Redis) -> list[bytes | None]:
+            pipe = r.pipeline(transaction=False)
+            for c in missing:
+                pipe.hget(self._ctx.keyspace.key(c.fact_id), F_VECTOR)
+            return await pipe.execute()
+
+        query = np.asarray(vector, dtype=np.float32)
+        for cand, raw in zip(missing, await self._ctx.redis("load vectors", fetch, SEARCH_DEADLINE), strict=True):
+            if raw:
+                cand.similarity = float(np.frombuffer(raw, dtype=np.float32) @ query)
+
+
+def _merge(by_vector: list[Candidate], by_words: list[Candidate]) -> list[Candidate]:
+    merged = {c.fact_id: c for c in by_vector}
+    for cand in by_words:
+        if cand.fact_id in merged:
+            merged[cand.fact_id].bm25 = cand.bm25
+            merged[cand.fact_id].ranks.update(cand.ranks)
+        else:
+            merged[cand.fact_id] = cand
+    return list(merged.values())

@@ -1,0 +1,63 @@
+"""Hybrid fusion and query text, without Redis: keyword evidence rewards rare words the fact holds, not one common
+word; the OR-query escapes everything; fusion orders by the blended score."""
+
+from __future__ import annotations
+
+import math
+
+from kb_mcp.store.hybrid import Candidate, evidence, fuse_linear, fuse_rrf, idf, prune_hopeless
+from kb_mcp.store.querytext import all_words_query, any_word_query, content_terms, word_forms
+
+
+def test_idf_is_higher_for_rarer_words() -> None:
+    assert idf(1, 1000) > idf(100, 1000) > idf(900, 1000) > 0
+    assert math.isclose(idf(0, 0), math.log(2))
+
+
+def test_evidence_needs_most_of_the_weight_and_enough_of_it() -> None:
+    weights = {"priya": 6.0, "raman": 6.0, "live": 1.0}
+    name = evidence("Priya Raman moved to Lisbon.", weights, saturation=10)
+    one_common_word = evidence("Ships live on Tuesdays.", weights, saturation=10)
+    assert name > 0.8 and one_common_word < 0.01
+    assert evidence("anything", {}, saturation=10) == 0.0
+    small_kb = {"deadline": 3.0}  # one word, moderately rare in a small KB: little credit
+    assert evidence("The deadline is March 14.", small_kb, saturation=10) == 0.3
+
+
+def test_linear_fusion_lets_keyword_evidence_break_a_near_tie_only() -> None:
+    weights = {"noor": 6.0, "haddad": 6.0}
+
+    def cand(fact_id: str, content: str, similarity: float) -> Candidate:
+        return Candidate(fact_id, content, {}, [], similarity=similarity, evidence=evidence(content, weights, 10))
+
+    near = [cand("a", "Noor Haddad adopted a parrot.", 0.50), cand("b", "Yara Aziz adopted a parrot.", 0.53)]
+    assert [c.fact_id for c, _ in fuse_linear(near, 0.8)] == ["a", "b"]
+    far = [cand("a", "Noor Haddad adopted a parrot.", 0.10), cand("b", "Yara Aziz adopted a parrot.", 0.60)]
+    assert [c.fact_id for c, _ in fuse_linear(far, 0.95)] == ["b", "a"]
+
+
+def test_keyword_hits_that_cannot_reach_the_top_are_not_loaded() -> None:
+    known = [Candidate(f"v{i}", "", {}, [], similarity=0.9 - i / 100, evidence=0.0) for i in range(5)]
+    hopeless = Candidate("weak", "", {}, [], evidence=0.01)  # at best 0.8 * 0.86 + 0.2 * 0.01 = 0.69 < 0.8 * 0.88
+    hopeful = Candidate("strong", "", {}, [], evidence=1.0)  # at best 0.8 * 0.86 + 0.2 = 0.888 > 0.704
+    kept = prune_hopeless([*known, hopeless, hopeful], top_k=3, vector_weight=0.8, similarity_bound=0.86)
+    assert [c.fact_id for c in kept] == [*(c.fact_id for c in known), "strong"]
+    assert prune_hopeless([hopeless], top_k=3, vector_weight=0.8, similarity_bound=0.86) == [hopeless]
+
+
+def test_rrf_adds_the_reciprocal_ranks_of_both_sides() -> None:
+    both = Candidate("both", "", {}, [], ranks={"vector": 2, "keyword": 2})
+    one = Candidate("one", "", {}, [], ranks={"vector": 1})
+    ranked = fuse_rrf([one, both])
+    assert [c.fact_id for c, _ in ranked] == ["both", "one"]
+    assert math.isclose(ranked[0][1], 2 / 62)
+
+
+def test_query_text_is_words_only_and_escaped() -> None:
+    assert content_terms("What is the Deadline for the deadline, Ada?") == ["deadline", "ada"]
+    assert any_word_query(["a-b", "c"]) == "@text:(a\\-b | c)"
+    assert any_word_query([]) is None
+    assert all_words_query("@x:{y} | *") == "@text:(x y)"
+    assert all_words_query("!!!") is None
+    assert all_words_query("_ snake_case") == "@text:(\\_ snake\\_case)"  # a lone "_" is RediSearch syntax
+    assert word_forms("Parrots and glass") == {"parrot", "and", "glass"}
