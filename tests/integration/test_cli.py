@@ -125,3 +125,27 @@ def test_doctor_warns_when_the_index_was_built_with_other_settings(settings: Set
     assert "kb-mcp reindex" in result.stdout
     assert run(settings, "reindex").returncode == 0
     assert "index settings" not in run(settings, "doctor").stdout
+
+
+def test_eval_measures_every_mode_on_a_built_in_set_and_on_your_pairs(settings: Settings, tmp_path: Path,
+                                                                      cleanup: None) -> None:
+    built_in = run(settings, "eval", "--set", "hard", "--facts", "80", "--queries", "24", "--json")
+    assert built_in.returncode == 0, built_in.stderr[-2000:]
+    scores = json.loads(built_in.stdout)
+    assert [s["mode"] for s in scores] == ["hybrid", "vector", "keyword"]
+    assert all(s["queries"] == 24 and 0 <= s["recall_at_1"] <= s["recall_at_5"] <= 1 for s in scores)
+    assert scores[0]["recall_at_1"] >= scores[1]["recall_at_1"]  # hybrid is never below vector search
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text(json.dumps({"content": "Ada's cat is called Pixel.", "fact_id": "ada.cat"}) + "\n"
+                     + json.dumps({"content": "Deploys happen on Tuesdays.", "fact_id": "ops.deploy"}) + "\n")
+    assert run(settings, "import", str(facts)).returncode == 0
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"query": "What is the name of Ada's pet?", "fact_id": "ada.cat"}) + "\n"
+                     + json.dumps({"query": "Which weekday do we ship?", "fact_id": "ops.deploy"}) + "\n")
+    mine = run(settings, "eval", "--pairs", str(pairs), "--mode", "hybrid")
+    assert mine.returncode == 0, mine.stderr[-2000:]
+    assert "| pairs:pairs.jsonl | hybrid | 2 | 1.0 |" in mine.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "no id"}\n')
+    refused = run(settings, "eval", "--pairs", str(bad))
+    assert refused.returncode == 1 and "bad.jsonl line 1" in refused.stderr
