@@ -31,17 +31,30 @@ QUESTIONS = ["What should I avoid cooking for her?", "What time is it where she 
 
 async def session_one() -> None:
     async with Client(SERVER) as kb:
-        for fact_id, content in LEARNED:
-            result = await kb.call_tool("store_fact", {"content": content, "fact_id": fact_id, "tags": ["ada"]})
-            if result.is_error:
-                raise SystemExit(f"store_fact failed: {result.content[0].text}")  # type: ignore[union-attr]
-            print("remembered", result.structured_content)
+        # Everything learned in one call: one embedding batch, one write.
+        batch = [{"content": content, "fact_id": fact_id, "tags": ["ada"]} for fact_id, content in LEARNED]
+        # A fact that stops being true: forgotten after an hour.
+        batch.append({"content": "Ada is in a meeting until 3 pm.", "fact_id": "user.status", "tags": ["ada"],
+                      "ttl_s": 3600})
+        result = await kb.call_tool("store_facts", {"facts": batch})
+        if result.is_error:
+            raise SystemExit(f"store_facts failed: {result.content[0].text}")  # type: ignore[union-attr]
+        for saved in (result.structured_content or {"results": []})["results"]:
+            print("remembered", saved["fact_id"], "until " + saved["expires_at"] if saved["expires_at"] else "")
+        # The same fact in other words: kb-mcp points at the one it already has, so the agent can update it.
+        again = await kb.call_tool("store_fact", {"content": "Ada doesn't eat meat and has a peanut allergy.",
+                                                  "tags": ["ada"]})
+        similar = (again.structured_content or {}).get("similar", [])
+        if similar:
+            print("already known as", similar[0]["fact_id"], "- updating that one instead")
+            await kb.call_tool("delete_fact", {"fact_id": (again.structured_content or {})["fact_id"]})
 
 
 async def session_two() -> None:
     async with Client(SERVER) as kb:
         for question in QUESTIONS:
-            result = await kb.call_tool("semantic_search", {"query": question, "top_k": 1, "tags": ["ada"]})
+            result = await kb.call_tool("semantic_search", {"query": question, "top_k": 1, "tags": ["ada"],
+                                                            "created_after": "2020-01-01"})
             best = (result.structured_content or {"results": []})["results"]
             print(f"Q: {question}\n   -> {best[0]['content'] if best else '(nothing)'}")
 

@@ -66,10 +66,14 @@ def _clause(field: str, err: ErrorDetails) -> str:
 
 
 def _field(err: ErrorDetails) -> str:
-    loc = [str(part) for part in err["loc"]]
-    if loc and (loc[-1] in _UNION_MEMBERS or loc[-1].startswith(("function-", "list[", "dict["))):
+    """The argument's path as an agent writes it: `facts[3].tags[0]`, `metadata.deep`."""
+    loc = list(err["loc"])
+    if loc and (str(loc[-1]) in _UNION_MEMBERS or str(loc[-1]).startswith(("function-", "list[", "dict["))):
         loc = loc[:-1]
-    return ".".join(loc) or "arguments"
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "arguments"
 
 
 def _is_union_member(err: ErrorDetails) -> bool:

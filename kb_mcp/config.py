@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     hybrid_candidates: Annotated[int, Field(ge=1, le=1000)] = 10  # per side, at least top_k
     query_cache_size: Annotated[int, Field(ge=0, le=1_000_000)] = 1024  # query embeddings kept (0: no cache)
 
+    similar_threshold: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.85  # store_fact's "similar" hints
+    max_response_chars: Annotated[int, Field(ge=100, le=10_000_000)] = 16_000  # content per search/listing reply
+
     durability: Literal["none", "fsync"] = "none"
     read_only: bool = False
     auth_token: SecretStr | None = None

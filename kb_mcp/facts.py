@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -36,8 +36,11 @@ MAX_METADATA_JSON_CHARS = 16_384
 MAX_QUERY_CHARS = 2_000
 MAX_CONTENT_SCHEMA_CHARS = 1_000_000  # the schema's bound; the real one is KB_MAX_FACT_CHARS (config)
 TOP_K_MAX = 50
+MAX_BATCH = 100  # facts per store_facts call
 LIMIT_MAX = 100
 CURSOR_MAX_CHARS = 512
+TTL_MIN_S = 60
+TTL_MAX_S = 315_360_000  # ten years
 
 RULES = {FACT_ID_PATTERN: FACT_ID_RULE, TAG_PATTERN: TAG_RULE}  # pattern -> the rule in words (error messages)
 _FACT_ID_RE = re.compile(FACT_ID_PATTERN)
@@ -65,6 +68,12 @@ MinScore = Annotated[float | None, Field(ge=-1.0, le=1.0, description="Drop resu
 SearchMode = Literal["hybrid", "vector", "keyword"]
 Mode = Annotated[SearchMode, Field(description="hybrid (default): meaning and exact words, fused; vector: meaning "
                                                "only; keyword: exact words only (BM25)")]
+Timestamp = Annotated[str | None, Field(max_length=64, description=(
+    "ISO 8601 date or time, e.g. '2026-11-27' or '2026-11-27T09:30:00+01:00'; without a timezone UTC is assumed. "
+    "Inclusive."))]
+TtlSeconds = Annotated[int | None, Field(ge=TTL_MIN_S, le=TTL_MAX_S, description=(
+    "Forget the fact after this many seconds, for facts that stop being true (e.g. 'in a meeting until 3 pm': "
+    "ttl_s=3600). Omit it for a permanent fact; storing the fact again without ttl_s makes it permanent."))]
 Cursor = Annotated[str | None, Field(max_length=CURSOR_MAX_CHARS, description="next_cursor of the previous page")]
 
 
@@ -81,6 +90,14 @@ class Fact(BaseModel):
     created_at: datetime
     updated_at: datetime
     doc_id: str | None = None
+    expires_at: datetime | None = None
+
+
+class SimilarFact(BaseModel):
+    """Another fact close in meaning to one just stored (a hint to update it rather than pile up paraphrases)."""
+
+    fact_id: str
+    similarity: float
 
 
 class StoredFact(BaseModel):
@@ -90,6 +107,8 @@ class StoredFact(BaseModel):
     created: bool
     created_at: datetime
     updated_at: datetime
+    expires_at: datetime | None = None
+    similar: list[SimilarFact] = Field(default_factory=list)
 
 
 class ScoredFact(BaseModel):
@@ -102,6 +121,7 @@ class ScoredFact(BaseModel):
     tags: list[str] = Field(default_factory=list)
     score: float
     similarity: float
+    expires_at: datetime | None = None
 
 
 class FactPage(BaseModel):
@@ -198,6 +218,34 @@ def check_mode(value: Any) -> SearchMode:
         if value == mode:
             return mode
     raise InvalidInput("mode", f"must be one of {', '.join(SEARCH_MODES)}, got {value!r}")
+
+
+def check_ttl(value: Any, field: str = "ttl_s") -> int | None:
+    if value is None:
+        return None
+    return check_int(value, field, TTL_MIN_S, TTL_MAX_S)
+
+
+def check_time(value: Any, field: str) -> float | None:
+    """An ISO 8601 date/time as epoch seconds (UTC when no timezone is given); None stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"must be an ISO 8601 date or time string, got {value!r}")
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(field, f"{value!r} is not an ISO 8601 date or time (e.g. 2026-11-27T09:30:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def check_time_range(after: Any, before: Any) -> tuple[float | None, float | None]:
+    low, high = check_time(after, "created_after"), check_time(before, "created_before")
+    if low is not None and high is not None and low > high:
+        raise InvalidInput("created_before", "is earlier than created_after")
+    return low, high
 
 
 def check_score(value: Any, field: str = "min_score") -> float | None:

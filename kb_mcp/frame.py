@@ -18,6 +18,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 from redis.exceptions import ResponseError
 
 from kb_mcp.auth import Tenant, current_tenant
@@ -55,8 +56,10 @@ class StateHolder:
 
 
 @asynccontextmanager
-async def tool_call(ctx: Context[AppState, Any], tool: str, *, write: bool = False) -> AsyncIterator[KnowledgeStore]:
-    """Admit, bound, measure and map one tool call. The one place a KbError becomes an MCP error result."""
+async def tool_call(ctx: Context[AppState, Any], tool: str, *, write: bool = False,
+                    error: type[Exception] = ToolError) -> AsyncIterator[KnowledgeStore]:
+    """Admit, bound, measure and map one tool call (or resource read: `error=ResourceError`). The one place a
+    KbError becomes an MCP error result."""
     app: AppState = ctx.request_context.lifespan_context
     tenant = current_tenant(app.default_tenant)
     started = time.perf_counter()
@@ -74,18 +77,21 @@ async def tool_call(ctx: Context[AppState, Any], tool: str, *, write: bool = Fal
             yield app.store_for(tenant)
     except KbError as exc:
         outcome = type(exc).__name__
-        raise ToolError(str(exc)) from exc
+        raise error(str(exc)) from exc
+    except MCPError:  # a protocol error chosen on purpose (a resource's not-found): passed on as it is
+        outcome = "NotFound"
+        raise
     except asyncio.CancelledError:
         outcome = "cancelled"
         raise
     except ResponseError as exc:  # an error reply no part of the store knew: still a sentence for the agent
         outcome = "RedisRefused"
         log.warning("tool=%s unexpected Redis error reply: %s", tool, exc)
-        raise ToolError(str(RedisRefused("ERR", tool, str(exc)[:200]))) from exc
+        raise error(str(RedisRefused("ERR", tool, str(exc)[:200]))) from exc
     except Exception as exc:
         outcome = "internal_error"
         log.exception("tool=%s failed unexpectedly", tool)
-        raise ToolError(str(InternalError(tool, exc))) from exc
+        raise error(str(InternalError(tool, exc))) from exc
     finally:
         if admitted:
             app.in_flight -= 1

@@ -25,8 +25,9 @@ from kb_mcp.embeddings import KbEmbedding
 from kb_mcp.errors import InternalError, KbError
 from kb_mcp.frame import AppState, StateHolder
 from kb_mcp.metrics import Metrics
+from kb_mcp.resources import FACT_URI, STATS_URI, fact_resource, read_stats
 from kb_mcp.store import Backend
-from kb_mcp.tools import delete_fact, get_fact, kb_stats, semantic_search, store_fact
+from kb_mcp.tools import delete_fact, get_fact, kb_stats, semantic_search, store_fact, store_facts
 
 INSTRUCTIONS = """\
 A long-term knowledge base. Save durable facts with store_fact (give a stable fact_id such as 'user.timezone' for
@@ -55,6 +56,7 @@ READ_TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = [
 ]
 WRITE_TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = [
     (store_fact, _writer("Store a fact", destructive=False)),
+    (store_facts, _writer("Store several facts", destructive=False)),
     (delete_fact, _writer("Delete a fact", destructive=True)),
 ]
 
@@ -129,6 +131,14 @@ def build_server(settings: Settings, *, embedding: KbEmbedding | None = None,
                    log_level=settings.log_level, metrics=metrics, **auth)
     for fn, hints in READ_TOOLS + ([] if settings.read_only else WRITE_TOOLS):  # KB_READ_ONLY: the read tools only
         mcp.add_kb_tool(fn, hints)
+    mcp.resource(FACT_URI, name="fact", title="A fact", mime_type="text/markdown",
+                 description="One fact: its text, then its id, tags, metadata and times as JSON")(fact_resource)
+
+    async def stats() -> str:  # a static resource gets no Context: it reads the lifespan state through the holder
+        return await read_stats(holder)
+
+    mcp.resource(STATS_URI, name="stats", title="Knowledge base statistics", mime_type="application/json",
+                 description="The same as the kb_stats tool")(stats)
     return mcp, holder
 
 

@@ -8,8 +8,10 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
+from kb_mcp.budget import Fitted, fit
 from kb_mcp.errors import InvalidInput
 from kb_mcp.facts import (
+    MAX_BATCH,
     Content,
     Cursor,
     Fact,
@@ -24,10 +26,17 @@ from kb_mcp.facts import (
     StoredFact,
     TagFilter,
     Tags,
+    Timestamp,
     TopK,
+    TtlSeconds,
 )
 from kb_mcp.frame import AppState, tool_call
 from kb_mcp.store import StoreStats
+
+
+class SimilarOut(BaseModel):
+    fact_id: str
+    similarity: float
 
 
 class StoreFactResult(BaseModel):
@@ -35,6 +44,24 @@ class StoreFactResult(BaseModel):
     created: bool = Field(description="False when an existing fact was updated or identical content already existed")
     created_at: str
     updated_at: str
+    expires_at: str | None = Field(default=None, description="When the fact will be forgotten (ttl_s); null: never")
+    similar: list[SimilarOut] = Field(default_factory=list, description=(
+        "Up to 3 OTHER facts that say nearly the same (similarity >= 0.85): if one is the same fact in other words, "
+        "store with its fact_id to update it instead of keeping both"))
+
+
+class StoreFactsResult(BaseModel):
+    results: list[StoreFactResult] = Field(description="One per input fact, in input order")
+
+
+class FactIn(BaseModel):
+    """One fact of a store_facts batch: the same fields as store_fact."""
+
+    content: Content
+    metadata: Metadata = {}
+    tags: Tags = []
+    fact_id: FactId | None = None
+    ttl_s: TtlSeconds = None
 
 
 class FactOut(BaseModel):
@@ -44,6 +71,10 @@ class FactOut(BaseModel):
     tags: list[str]
     created_at: str
     updated_at: str
+    expires_at: str | None = None
+    truncated: bool = Field(default=False, description="The content was cut to fit the response budget")
+    content_chars: int | None = Field(default=None, description="The full content length when truncated; fetch "
+                                                                "the fact by fact_id for all of it")
 
 
 class GetFactResult(BaseModel):
@@ -60,6 +91,9 @@ class SearchHit(BaseModel):
                                      "similarity and keyword relevance; vector = similarity; keyword = BM25")
     similarity: float = Field(description="Cosine similarity to the query, -1..1 (1.0 = same meaning), in every "
                                           "mode; min_score filters on it")
+    expires_at: str | None = None
+    truncated: bool = Field(default=False, description="The content was cut to fit the response budget")
+    content_chars: int | None = Field(default=None, description="The full content length when truncated")
 
 
 class SearchResult(BaseModel):
@@ -75,9 +109,21 @@ def _iso(ts: Any) -> str:
     return str(ts.isoformat().replace("+00:00", "Z"))
 
 
-def _fact_out(fact: Fact) -> FactOut:
-    return FactOut(fact_id=fact.fact_id, content=fact.content, metadata=fact.metadata, tags=fact.tags,
-                   created_at=_iso(fact.created_at), updated_at=_iso(fact.updated_at))
+def _iso_or_none(ts: Any) -> str | None:
+    return None if ts is None else _iso(ts)
+
+
+def _fact_out(fact: Fact, fitted: Fitted | None = None) -> FactOut:
+    return FactOut(fact_id=fact.fact_id, content=fitted.content if fitted else fact.content, metadata=fact.metadata,
+                   tags=fact.tags, created_at=_iso(fact.created_at), updated_at=_iso(fact.updated_at),
+                   expires_at=_iso_or_none(fact.expires_at), truncated=bool(fitted and fitted.truncated),
+                   content_chars=fitted.content_chars if fitted and fitted.truncated else None)
+
+
+def _stored_out(saved: StoredFact) -> StoreFactResult:
+    return StoreFactResult(fact_id=saved.fact_id, created=saved.created, created_at=_iso(saved.created_at),
+                           updated_at=_iso(saved.updated_at), expires_at=_iso_or_none(saved.expires_at),
+                           similar=[SimilarOut(fact_id=s.fact_id, similarity=s.similarity) for s in saved.similar])
 
 
 async def store_fact(
@@ -86,15 +132,30 @@ async def store_fact(
     metadata: Metadata = {},  # noqa: B006 - pydantic copies defaults per call; the schema shows {}
     tags: Tags = [],  # noqa: B006
     fact_id: FactId | None = None,
+    ttl_s: TtlSeconds = None,
 ) -> StoreFactResult:
     """Save a fact to long-term memory. With fact_id, creates or replaces that fact (created_at is kept): use a
     stable id like 'user.timezone' for facts that change. Without fact_id, an id is assigned, and storing the same
     content again (ignoring whitespace) returns the existing fact instead of a duplicate, adding any new tags and
-    metadata to it."""
+    metadata to it. The result lists `similar` facts: if one says the same thing, update it (store with its
+    fact_id) rather than piling up paraphrases. ttl_s forgets facts that stop being true."""
     async with tool_call(ctx, "store_fact", write=True) as store:
-        saved: StoredFact = await store.store_fact(content, metadata=metadata, tags=tags, fact_id=fact_id)
-    return StoreFactResult(fact_id=saved.fact_id, created=saved.created, created_at=_iso(saved.created_at),
-                           updated_at=_iso(saved.updated_at))
+        saved: StoredFact = await store.store_fact(content, metadata=metadata, tags=tags, fact_id=fact_id,
+                                                   ttl_s=ttl_s)
+    return _stored_out(saved)
+
+
+async def store_facts(
+    facts: Annotated[list[FactIn], Field(min_length=1, max_length=MAX_BATCH,
+                                         description="1-100 facts, each like store_fact's arguments")],
+    ctx: Context[AppState, Any],
+) -> StoreFactsResult:
+    """Save several facts in one call (1-100): far cheaper than one store_fact per fact. Every fact is checked
+    first: one invalid fact is an error naming it (facts[3].tags[0]) and nothing is stored. Same rules as
+    store_fact (upsert by fact_id, dedup without one, ttl_s, similar)."""
+    async with tool_call(ctx, "store_facts", write=True) as store:
+        saved = await store.store_facts([item.model_dump() for item in facts])
+    return StoreFactsResult(results=[_stored_out(s) for s in saved])
 
 
 async def get_fact(
@@ -105,18 +166,25 @@ async def get_fact(
     tags: TagFilter = None,
     limit: Limit = 20,
     cursor: Cursor = None,
+    created_after: Timestamp = None,
+    created_before: Timestamp = None,
 ) -> GetFactResult:
     """Read facts exactly. With fact_id: that one fact (an error if it does not exist). With query: facts containing
     all the query's words. With neither: the newest facts first. Optional tags narrow the result; results come in
-    pages of `limit`, continue with next_cursor."""
+    pages of `limit`, continue with next_cursor; created_after/created_before keep facts created in that range.
+    Long listings are cut to a response budget (truncated: true); a fact fetched by id always comes whole."""
     async with tool_call(ctx, "get_fact") as store:
         if fact_id is not None:
-            if query is not None or cursor is not None or tags is not None:
-                raise InvalidInput("fact_id", "give fact_id alone, or query/tags/cursor without fact_id")
+            if any(v is not None for v in (query, cursor, tags, created_after, created_before)):
+                raise InvalidInput("fact_id", "give fact_id alone, or query/tags/cursor/created_* without fact_id")
             fact = await store.get_fact(fact_id)
             return GetFactResult(facts=[_fact_out(fact)])
-        page = await store.list_facts(query=query, tags=tags, limit=limit, cursor=cursor)
-    return GetFactResult(facts=[_fact_out(f) for f in page.facts], next_cursor=page.next_cursor)
+        page = await store.list_facts(query=query, tags=tags, limit=limit, cursor=cursor,
+                                      created_after=created_after, created_before=created_before)
+        budget = store.settings.max_response_chars
+    fitted = fit([f.content for f in page.facts], budget)
+    return GetFactResult(facts=[_fact_out(f, fi) for f, fi in zip(page.facts, fitted, strict=False)],
+                         next_cursor=page.next_cursor)
 
 
 async def semantic_search(
@@ -126,14 +194,24 @@ async def semantic_search(
     tags: TagFilter = None,
     min_score: MinScore = None,
     mode: Mode = "hybrid",
+    created_after: Timestamp = None,
+    created_before: Timestamp = None,
 ) -> SearchResult:
     """Find facts by meaning, best first, even when they share no words with the query; names and rare words in
     the query count too (hybrid: vector similarity fused with keyword relevance). Use this to recall what is known
-    about a topic before answering or before storing a possibly duplicate fact."""
+    about a topic before answering or before storing a possibly duplicate fact. created_after/created_before keep
+    facts created in that range. Long results are cut to a response budget (truncated: true; get_fact by fact_id
+    returns a whole fact)."""
     async with tool_call(ctx, "semantic_search") as store:
         hits: list[ScoredFact] = await store.semantic_search(query, top_k=top_k, tags=tags, min_score=min_score,
-                                                             mode=mode)
-    return SearchResult(results=[SearchHit(**h.model_dump()) for h in hits])
+                                                             mode=mode, created_after=created_after,
+                                                             created_before=created_before)
+        budget = store.settings.max_response_chars
+    return SearchResult(results=[
+        SearchHit(fact_id=h.fact_id, content=fi.content, metadata=h.metadata, tags=h.tags, score=h.score,
+                  similarity=h.similarity, expires_at=_iso_or_none(h.expires_at), truncated=fi.truncated,
+                  content_chars=fi.content_chars if fi.truncated else None)
+        for h, fi in zip(hits, fit([h.content for h in hits], budget), strict=False)])
 
 
 async def delete_fact(fact_id: FactId, ctx: Context[AppState, Any]) -> DeleteResult:

@@ -27,7 +27,11 @@ if ((needs_redis)); then
   trap cleanup EXIT
   bash scripts/redis-stack.sh start
   export KB_TEST_REDIS_URL=redis://127.0.0.1:$PORT/0
-  if command -v npx >/dev/null 2>&1; then export KB_REQUIRE_INSPECTOR=1; fi
+  if command -v npx >/dev/null 2>&1; then
+    export KB_REQUIRE_INSPECTOR=1
+    KB_NODE22_BIN=$(bash scripts/node22.sh)  # Node 22 for the current Inspector (2.x); the 0.15 run keeps Node 20
+    export KB_NODE22_BIN
+  fi
 fi
 echo "== ruff" >&2
 .venv/bin/ruff check kb_mcp tests examples

@@ -45,6 +45,9 @@ def markdown(report: Result) -> str:
     row("store_fact, 10 clients: stores/s · p99 ms", lambda r: f"{r['http']['store_fact_10_clients']['calls_per_s']} · "
                                                               f"{r['http']['store_fact_10_clients']['p99']}")
     row("store_fact with KB_DURABILITY=fsync: p50 / p95 / p99 ms", lambda r: lat(r["fsync"]["store_fact_1_client_ms"]))
+    row("store_fact one at a time vs store_facts in batches of 100: facts/s",
+        lambda r: f"{r['http'].get('store_fact_facts_per_s', '-')} vs "
+                  f"{r['http'].get('store_facts_batch_100_facts_per_s', '-')}")
     row("get_fact by id: p50 / p95 / p99 ms", lambda r: lat(r["http"]["get_fact_by_id_ms"]))
     row("bulk ingest (embed + pipelined writes): facts/s", lambda r: r["bulk_ingest_facts_per_s"])
     row("import with vectors (write path alone): facts/s", lambda r: r["import_with_vectors_facts_per_s"])

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -240,6 +241,14 @@ async def _over_mcp(url: str, items: list[Item], levels: list[int], args: argpar
             "content": f"bench store {i}: {rng.choice(items).fact}", "fact_id": f"s{i}"})))
             for i in range(args.queries)]
         result["store_fact_1_client_ms"] = pcts(store)
+        batches = max(1, args.queries // 30)
+        started = time.perf_counter()
+        for b in range(batches):  # batches of 100 through store_facts: one embedding batch, one write each
+            await ok(client.call_tool("store_facts", {"facts": [
+                {"content": f"bench batch {b}.{i}: {rng.choice(items).fact}", "fact_id": f"sb{b}.{i}"}
+                for i in range(100)]}))
+        result["store_facts_batch_100_facts_per_s"] = round(100 * batches / (time.perf_counter() - started), 1)
+        result["store_fact_facts_per_s"] = round(1000 / statistics.mean(store), 1)
     levels_out = []
     for clients in levels:
         level = await _closed_loop(url, clients, args.seconds, lambda r: ("semantic_search", {

@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from llama_index.core.vector_stores.types import FilterCondition, MetadataFilter, MetadataFilters, VectorStoreQuery
+from llama_index.core.vector_stores.types import (
+    FilterCondition,
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+    VectorStoreQuery,
+)
 from redis.asyncio import Redis
 
 from kb_mcp.config import TimeoutKind
@@ -38,18 +44,20 @@ from kb_mcp.facts import (
     Scalar,
     ScoredFact,
     SearchMode,
+    SimilarFact,
     check_int,
     check_mode,
     check_query,
     check_score,
     check_tags,
+    check_time_range,
 )
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.index import SearchIndex
-from kb_mcp.store.querytext import any_word_query, content_terms, singular, tag_clauses, word_forms
-from kb_mcp.store.records import decode_metadata, split_tags
+from kb_mcp.store.querytext import any_word_query, content_terms, singular, tag_clauses, time_clauses, word_forms
+from kb_mcp.store.records import decode_metadata, expires_from, split_tags
 from kb_mcp.store.replies import as_text, pairs
-from kb_mcp.store.schema import F_META, F_TAGS, F_TEXT, F_VECTOR
+from kb_mcp.store.schema import F_CREATED, F_EXPIRES, F_META, F_TAGS, F_TEXT, F_VECTOR
 from kb_mcp.store.search import Reader
 
 RRF_K = 60
@@ -59,6 +67,14 @@ SEARCH_DEADLINE: TimeoutKind = "index"
 ALL_FACTS = "*"  # the document-frequency cache's entry for the number of facts
 DF_TTL_S = 60.0  # document frequencies move slowly: one count per word per minute is plenty
 DF_CACHE_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class Window:
+    """A creation-time range, epoch seconds, both ends inclusive (None: open)."""
+
+    after_s: float | None = None
+    before_s: float | None = None
 
 
 @dataclass
@@ -72,6 +88,7 @@ class Candidate:
     similarity: float | None = None
     bm25: float | None = None
     evidence: float = 0.0
+    expires_at: str = ""
     ranks: dict[str, int] = field(default_factory=dict)
 
 
@@ -133,21 +150,24 @@ class Searcher:
         self._df: OrderedDict[str, tuple[int, float]] = OrderedDict()  # term (or "*": all facts) -> (count, until)
 
     async def search(self, query: str, top_k: int = 5, tags: list[str] | None = None,
-                     min_score: float | None = None, mode: SearchMode = "hybrid") -> list[ScoredFact]:
-        """Best first; `min_score` keeps hits whose cosine similarity is at least that, in every mode."""
+                     min_score: float | None = None, mode: SearchMode = "hybrid", created_after: str | None = None,
+                     created_before: str | None = None) -> list[ScoredFact]:
+        """Best first; `min_score` keeps hits whose cosine similarity is at least that, in every mode. Tags and the
+        creation-time range filter both sides inside RediSearch."""
         check_query(query)
         top_k = check_int(top_k, "top_k", 1, TOP_K_MAX)
         tags = check_tags(tags)
+        window = Window(*check_time_range(created_after, created_before))
         min_score = check_score(min_score)
         mode = check_mode(mode)
         settings = self._ctx.settings
         if mode == "vector":
             vector = await self._ctx.embed_query(query)
-            cands = await self._vector_side(vector, top_k, tags)
+            cands = await self._vector_side(vector, top_k, tags, window)
             ranked = [(c, c.similarity or 0.0) for c in cands]
         elif mode == "keyword":
             vector, (cands, _) = await asyncio.gather(self._ctx.embed_query(query),
-                                                      self._keyword_side(query, top_k, tags))
+                                                      self._keyword_side(query, top_k, tags, window))
             await self._fill_similarity(cands, vector)
             ranked = [(c, c.bm25 or 0.0) for c in cands]
         else:
@@ -155,11 +175,12 @@ class Searcher:
 
             async def by_meaning() -> tuple[np.ndarray[Any, Any], list[Candidate]]:
                 found = await self._ctx.embed_query(query)
-                return found, await self._vector_side(found, k, tags)
+                return found, await self._vector_side(found, k, tags, window)
 
             # The keyword side needs no embedding: it runs while the model works, so it costs no extra time.
             (vector, by_vector), (by_words, weights) = await asyncio.gather(by_meaning(),
-                                                                            self._keyword_side(query, k, tags))
+                                                                            self._keyword_side(query, k, tags,
+                                                                                               window))
             cands = _merge(by_vector, by_words)
             for cand in cands:
                 cand.evidence = evidence(cand.content, weights, settings.hybrid_saturation)
@@ -174,17 +195,28 @@ class Searcher:
             if min_score is not None and similarity < min_score:
                 continue
             hits.append(ScoredFact(fact_id=cand.fact_id, content=cand.content, metadata=cand.metadata,
-                                   tags=cand.tags, score=round(float(score), 6), similarity=round(similarity, 6)))
+                                   tags=cand.tags, score=round(float(score), 6), similarity=round(similarity, 6),
+                                   expires_at=expires_from(cand.expires_at)))
             if len(hits) == top_k:
                 break
         return hits
 
-    async def _vector_side(self, vector: np.ndarray[Any, Any], k: int, tags: list[str]) -> list[Candidate]:
+    async def similar(self, vector: np.ndarray[Any, Any], exclude: str, threshold: float,
+                      limit: int = 3) -> list[SimilarFact]:
+        """Up to `limit` facts other than `exclude` whose similarity to `vector` is at least `threshold`."""
+        near = await self._vector_side(vector, limit + 1, [], Window())
+        return [SimilarFact(fact_id=c.fact_id, similarity=round(c.similarity or 0.0, 6)) for c in near
+                if c.fact_id != exclude and (c.similarity or 0.0) >= threshold][:limit]
+
+    async def _vector_side(self, vector: np.ndarray[Any, Any], k: int, tags: list[str], window: Window
+                           ) -> list[Candidate]:
         """KNN through LlamaIndex's RedisVectorStore.aquery (async client), under the index deadline."""
-        filters = None
-        if tags:
-            filters = MetadataFilters(filters=[MetadataFilter(key=F_TAGS, value=t) for t in tags],
-                                      condition=FilterCondition.AND)
+        conditions = [MetadataFilter(key=F_TAGS, value=t) for t in tags]
+        if window.after_s is not None:
+            conditions.append(MetadataFilter(key=F_CREATED, value=window.after_s, operator=FilterOperator.GTE))
+        if window.before_s is not None:
+            conditions.append(MetadataFilter(key=F_CREATED, value=window.before_s, operator=FilterOperator.LTE))
+        filters = MetadataFilters(filters=conditions, condition=FilterCondition.AND) if conditions else None
         request = VectorStoreQuery(query_embedding=vector.tolist(), similarity_top_k=k, filters=filters)
         result = await self._index.run(lambda: self._ctx.redis("vector search",
                                                               lambda r: self.vector_store.aquery(request),
@@ -194,10 +226,10 @@ class Searcher:
         return [Candidate(fact_id=node.node_id, content=node.get_content(),
                           metadata=decode_metadata(node.metadata.get(F_META)),
                           tags=split_tags(node.metadata.get(F_TAGS)), similarity=float(score),
-                          ranks={"vector": rank})
+                          expires_at=as_text(node.metadata.get(F_EXPIRES)), ranks={"vector": rank})
                 for rank, (node, score) in enumerate(pairs, start=1)]
 
-    async def _keyword_side(self, query: str, k: int, tags: list[str]
+    async def _keyword_side(self, query: str, k: int, tags: list[str], window: Window
                             ) -> tuple[list[Candidate], dict[str, float]]:
         """Full text, BM25STD, any of the query's content words (escaped), the same tag filter; in the same
         pipeline, the document frequency of each word not counted in the last minute. Returns the hits and the
@@ -206,15 +238,15 @@ class Searcher:
         words = any_word_query(terms)
         if words is None:
             return [], {}
-        q = " ".join([words, *tag_clauses(tags)])
+        q = " ".join([words, *tag_clauses(tags), *time_clauses(window.after_s, window.before_s)])
         now = time.monotonic()
         uncounted = [t for t in [ALL_FACTS, *terms] if self._df.get(t, (0, 0.0))[1] <= now]
         name = self._index.name
 
         async def run(r: Redis) -> list[Any]:
             pipe = r.pipeline(transaction=False)
-            pipe.execute_command("FT.SEARCH", name, q, "WITHSCORES", "SCORER", "BM25STD", "RETURN", 3, F_TEXT,
-                                 F_TAGS, F_META, "LIMIT", 0, k, "DIALECT", 2)
+            pipe.execute_command("FT.SEARCH", name, q, "WITHSCORES", "SCORER", "BM25STD", "RETURN", 4, F_TEXT,
+                                 F_TAGS, F_META, F_EXPIRES, "LIMIT", 0, k, "DIALECT", 2)
             for term in uncounted:  # the number of facts from FT.INFO: counting "*" would walk every document
                 if term == ALL_FACTS:
                     pipe.execute_command("FT.INFO", name)
@@ -236,7 +268,8 @@ class Searcher:
             fields = {as_text(raw[i + 2][j]): raw[i + 2][j + 1] for j in range(0, len(raw[i + 2]) - 1, 2)}
             out.append(Candidate(fact_id=self._ctx.keyspace.fact_id(raw[i]), content=as_text(fields.get(F_TEXT)),
                                  metadata=decode_metadata(fields.get(F_META)), tags=split_tags(fields.get(F_TAGS)),
-                                 bm25=float(as_text(raw[i + 1])), ranks={"keyword": len(out) + 1}))
+                                 bm25=float(as_text(raw[i + 1])), expires_at=as_text(fields.get(F_EXPIRES)),
+                                 ranks={"keyword": len(out) + 1}))
         return out, weights
 
     async def _fill_similarity(self, cands: list[Candidate], vector: np.ndarray[Any, Any]) -> None:

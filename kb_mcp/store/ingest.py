@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from kb_mcp.errors import InvalidInput
 from kb_mcp.facts import (
+    MAX_BATCH,
     Fact,
     Scalar,
     StoredFact,
@@ -17,16 +20,31 @@ from kb_mcp.facts import (
     check_fact_id,
     check_metadata,
     check_tags,
+    check_ttl,
     content_hash,
 )
 from kb_mcp.store.context import StoreContext
+from kb_mcp.store.hybrid import Searcher
 from kb_mcp.store.index import SearchIndex
-from kb_mcp.store.records import build_record, format_ts, to_datetime, vector_bytes
+from kb_mcp.store.records import Record, build_record, format_ts, to_datetime, vector_bytes
+from kb_mcp.store.schema import F_EXPIRES
 from kb_mcp.store.search import Reader
 from kb_mcp.store.writes import PutMode, Writer
 
 BULK_EMBED_CHUNK = 1024  # per embedding call on the bulk path: ~2.5 s of model time, well inside KB_TIMEOUT_INDEX
 ID_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One fact to store, checked."""
+
+    content: str
+    metadata: dict[str, Scalar]
+    tags: list[str]
+    fact_id: str | None
+    ttl_s: int | None
+    chash: str
 Prepared = tuple[str, str, dict[str, Scalar], list[str]]  # fact_id, content, metadata, tags
 
 
@@ -38,41 +56,103 @@ def derived_id(chash: str) -> str:
 class Ingest:
     """store_fact and store_many for one namespace."""
 
-    def __init__(self, ctx: StoreContext, index: SearchIndex, reader: Reader, writer: Writer) -> None:
+    def __init__(self, ctx: StoreContext, index: SearchIndex, reader: Reader, writer: Writer,
+                 searcher: Searcher) -> None:
         self._ctx = ctx
         self._index = index
         self._reader = reader
         self._writer = writer
+        self._searcher = searcher
 
     async def store_fact(self, content: str, metadata: dict[str, Scalar] | None = None,
-                         tags: list[str] | None = None, fact_id: str | None = None) -> StoredFact:
+                         tags: list[str] | None = None, fact_id: str | None = None,
+                         ttl_s: int | None = None) -> StoredFact:
         """Upsert by id, embedding first: a slow or failed model leaves the old fact intact, never a hash without a
         vector. Without an id, content equal after whitespace normalisation returns the existing fact."""
-        content = check_content(content, self._ctx.settings.max_fact_chars)
-        metadata = check_metadata(metadata)
-        tags = check_tags(tags)
-        if fact_id is not None:
-            check_fact_id(fact_id)
+        item = {"content": content, "metadata": metadata, "tags": tags, "fact_id": fact_id, "ttl_s": ttl_s}
+        return (await self._store([self._prepare(item, "")]))[0]
+
+    async def store_facts(self, items: list[dict[str, Any]]) -> list[StoredFact]:
+        """store_fact for up to MAX_BATCH facts at once: every item is checked before anything is written (an
+        invalid one is named, `facts[3].tags`, and nothing is stored); then one embedding batch and one pipelined
+        write. Results come in input order."""
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+            raise InvalidInput("facts", f"must be a list of 1 to {MAX_BATCH} facts")
+        prepared = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise InvalidInput(f"facts[{i}]", "must be an object with content (and metadata, tags, fact_id, ttl_s)")
+            prepared.append(self._prepare(item, f"facts[{i}]."))
+        return await self._store(prepared)
+
+    def _prepare(self, item: dict[str, Any], where: str) -> Incoming:
+        content = check_content(item.get("content"), self._ctx.settings.max_fact_chars, f"{where}content")
+        fact_id = item.get("fact_id")
+        return Incoming(content=content, metadata=check_metadata(item.get("metadata"), f"{where}metadata"),
+                        tags=check_tags(item.get("tags"), f"{where}tags"),
+                        fact_id=None if fact_id is None else check_fact_id(fact_id, f"{where}fact_id"),
+                        ttl_s=check_ttl(item.get("ttl_s"), f"{where}ttl_s"), chash=content_hash(content))
+
+    async def _store(self, batch: list[Incoming]) -> list[StoredFact]:
         await self._index.ready()
-        chash = content_hash(content)
-        if fact_id is None:
-            existing = await self._reader.find_by_hash(chash)
-            if existing is not None:
-                return await self._merge(existing, metadata, tags)
-        vector = vector_bytes((await self._ctx.embed([content], "embed fact"))[0])
-        now = format_ts(time.time())
-        mode: PutMode = "upsert" if fact_id is not None else "create"
-        target = fact_id if fact_id is not None else derived_id(chash)
-        for _ in range(ID_ATTEMPTS):
-            record = build_record(target, content, metadata, tags, vector, updated_at=now)
-            put = await self._writer.put(target, record, mode, now, chash)
+        # Without an id, existing identical content is the answer (and gets the new tags/metadata).
+        found = await asyncio.gather(*(self._reader.find_by_hash(p.chash) for p in batch if p.fact_id is None))
+        existing: dict[int, Fact] = {}
+        lookups = iter(found)
+        for i, p in enumerate(batch):
+            hit = next(lookups) if p.fact_id is None else None
+            if hit is not None:
+                existing[i] = hit
+        fresh = [i for i in range(len(batch)) if i not in existing]
+        vectors: Any = await self._ctx.embed([batch[i].content for i in fresh], "embed facts") if fresh else []
+        now_s = time.time()
+        now = format_ts(now_s)
+        writes: list[tuple[str, Record, PutMode]] = []
+        for j, i in enumerate(fresh):
+            p = batch[i]
+            target = p.fact_id if p.fact_id is not None else derived_id(p.chash)
+            expires = format_ts(now_s + p.ttl_s) if p.ttl_s else None
+            record = build_record(target, p.content, p.metadata, p.tags, vector_bytes(vectors[j]), updated_at=now,
+                                  expires_at=expires)
+            mode: PutMode = "upsert" if p.fact_id is not None else "create"
+            writes.append((target, record, mode))
+        puts = await self._writer.put_many([(t, r, m, now, batch[i].chash) for (t, r, m), i in zip(writes, fresh,
+                                                                                                  strict=True)])
+        results: dict[int, StoredFact] = {}
+        for (target, record, mode), i, put, vector in zip(writes, fresh, puts, vectors, strict=True):
+            p = batch[i]
             if put.owner is not None or (put.status == 0 and mode == "create"):  # stored meanwhile: a dedup hit
-                return await self._merge(await self._reader.get_fact(put.owner or target), metadata, tags)
-            if put.status >= 0:
-                return StoredFact(fact_id=target, created=bool(put.status), created_at=to_datetime(put.created_at),
-                                  updated_at=to_datetime(now))
-            target = "f-" + uuid.uuid4().hex[:24]  # the derived id is taken by other content
+                existing[i] = await self._reader.get_fact(put.owner or target)
+            elif put.status < 0:  # the derived id is taken by other content: a random id, one fact at a time
+                results[i] = await self._store_under_new_id(p, vector_bytes(vector), now)
+            else:
+                results[i] = StoredFact(fact_id=target, created=bool(put.status), updated_at=to_datetime(now),
+                                        created_at=to_datetime(put.created_at),
+                                        expires_at=to_datetime(record[F_EXPIRES]) if p.ttl_s else None)
+        for i, fact in existing.items():
+            results[i] = await self._merge(fact, batch[i].metadata, batch[i].tags)
+        await self._add_similar(results, {i: vectors[j] for j, i in enumerate(fresh)})
+        return [results[i] for i in range(len(batch))]
+
+    async def _store_under_new_id(self, p: Incoming, vector: bytes, now: str) -> StoredFact:
+        for _ in range(ID_ATTEMPTS):
+            target = "f-" + uuid.uuid4().hex[:24]
+            expires = format_ts(time.time() + p.ttl_s) if p.ttl_s else None
+            record = build_record(target, p.content, p.metadata, p.tags, vector, updated_at=now, expires_at=expires)
+            put = await self._writer.put(target, record, "create", now, p.chash)
+            if put.status > 0:
+                return StoredFact(fact_id=target, created=True, created_at=to_datetime(put.created_at),
+                                  updated_at=to_datetime(now), expires_at=to_datetime(expires) if expires else None)
         raise RuntimeError("could not allocate a fact id")  # pragma: no cover - three uuid collisions
+
+    async def _add_similar(self, results: dict[int, StoredFact], vectors: dict[int, Any]) -> None:
+        """Up to 3 OTHER facts at least KB_SIMILAR_THRESHOLD close, found with the vector already computed for the
+        write (one KNN each, no model call): the agent can update one of them instead of storing a paraphrase."""
+        threshold = self._ctx.settings.similar_threshold
+        found = await asyncio.gather(*(self._searcher.similar(vectors[i], results[i].fact_id, threshold)
+                                       for i in vectors))
+        for i, similar in zip(vectors, found, strict=True):
+            results[i].similar = similar
 
     async def _merge(self, existing: Fact, metadata: dict[str, Scalar], tags: list[str]) -> StoredFact:
         """A dedup hit keeps the existing fact and adds the new tags and metadata to it (new metadata values win),
@@ -81,14 +161,15 @@ class Ingest:
         merged_meta = check_metadata({**existing.metadata, **metadata})
         if merged_tags == existing.tags and merged_meta == existing.metadata:
             return StoredFact(fact_id=existing.fact_id, created=False, created_at=existing.created_at,
-                              updated_at=existing.updated_at)
+                              updated_at=existing.updated_at, expires_at=existing.expires_at)
         vector = await self._reader.get_vector(existing.fact_id)
         now = format_ts(time.time())
+        expires = format_ts(existing.expires_at.timestamp()) if existing.expires_at else None  # a merge keeps it
         record = build_record(existing.fact_id, existing.content, merged_meta, merged_tags, vector, updated_at=now,
-                              doc_id=existing.doc_id)
+                              doc_id=existing.doc_id, expires_at=expires)
         await self._writer.put(existing.fact_id, record, "upsert", now, content_hash(existing.content))
         return StoredFact(fact_id=existing.fact_id, created=False, created_at=existing.created_at,
-                          updated_at=to_datetime(now))
+                          updated_at=to_datetime(now), expires_at=existing.expires_at)
 
     async def store_many(self, facts: list[dict[str, Any]]) -> list[str]:
         """Bulk path: validate all, embed in batches, pipelined writes. Items take store_fact's arguments;

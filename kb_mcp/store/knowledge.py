@@ -50,7 +50,7 @@ class KnowledgeStore:
         writer = Writer(self._ctx)
         self._reader = Reader(self._ctx, self.index)
         self._searcher = Searcher(self._ctx, self.index, self._reader)
-        self._ingest = Ingest(self._ctx, self.index, self._reader, writer)
+        self._ingest = Ingest(self._ctx, self.index, self._reader, writer, self._searcher)
         self._writer = writer
         self._documents = Documents(self._ctx, self._reader, writer)
         self._transfer = Transfer(self._ctx, self.index, writer)
@@ -117,8 +117,13 @@ class KnowledgeStore:
     # ------------------------------------------------------------ facts
 
     async def store_fact(self, content: str, metadata: dict[str, Scalar] | None = None,
-                         tags: list[str] | None = None, fact_id: str | None = None) -> StoredFact:
-        return await self._ingest.store_fact(content, metadata=metadata, tags=tags, fact_id=fact_id)
+                         tags: list[str] | None = None, fact_id: str | None = None,
+                         ttl_s: int | None = None) -> StoredFact:
+        return await self._ingest.store_fact(content, metadata=metadata, tags=tags, fact_id=fact_id, ttl_s=ttl_s)
+
+    async def store_facts(self, items: list[dict[str, Any]]) -> list[StoredFact]:
+        """Up to 100 facts, all checked first (nothing stored if one is invalid); one embedding batch, one write."""
+        return await self._ingest.store_facts(items)
 
     async def store_many(self, facts: list[dict[str, Any]]) -> list[str]:
         return await self._ingest.store_many(facts)
@@ -127,13 +132,18 @@ class KnowledgeStore:
         return await self._reader.get_fact(fact_id)
 
     async def list_facts(self, *, query: str | None = None, tags: list[str] | None = None, limit: int = 20,
-                         cursor: str | None = None) -> FactPage:
-        return await self._reader.list_facts(query=query, tags=tags, limit=limit, cursor=cursor)
+                         cursor: str | None = None, created_after: str | None = None,
+                         created_before: str | None = None) -> FactPage:
+        return await self._reader.list_facts(query=query, tags=tags, limit=limit, cursor=cursor,
+                                             created_after=created_after, created_before=created_before)
 
     async def semantic_search(self, query: str, top_k: int = 5, tags: list[str] | None = None,
-                              min_score: float | None = None, mode: SearchMode = "hybrid") -> list[ScoredFact]:
+                              min_score: float | None = None, mode: SearchMode = "hybrid",
+                              created_after: str | None = None, created_before: str | None = None
+                              ) -> list[ScoredFact]:
         """Hybrid (BM25 + vectors, fused) by default; "vector" or "keyword" for one side alone."""
-        return await self._searcher.search(query, top_k=top_k, tags=tags, min_score=min_score, mode=mode)
+        return await self._searcher.search(query, top_k=top_k, tags=tags, min_score=min_score, mode=mode,
+                                           created_after=created_after, created_before=created_before)
 
     async def delete_fact(self, fact_id: str) -> bool:
         """True when a fact was deleted, False when there was none (idempotent)."""

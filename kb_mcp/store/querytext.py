@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from kb_mcp.store.schema import F_TAGS, F_TEXT
+from kb_mcp.store.schema import F_CREATED, F_TAGS, F_TEXT
 
 MAX_QUERY_WORDS = 64
 WORD_RE = re.compile(r"\w+", re.UNICODE)
@@ -33,6 +33,15 @@ def words(text: str) -> list[str]:
 def tag_clauses(tags: list[str]) -> list[str]:
     """One TAG clause per tag: a fact must carry all of them."""
     return [f"@{F_TAGS}:{{{escape(t)}}}" for t in tags]
+
+
+def time_clauses(after_s: float | None, before_s: float | None) -> list[str]:
+    """A NUMERIC range on created_at, both ends inclusive (none when neither end is given)."""
+    if after_s is None and before_s is None:
+        return []
+    low = "-inf" if after_s is None else f"{after_s:.3f}"
+    high = "+inf" if before_s is None else f"{before_s:.3f}"
+    return [f"@{F_CREATED}:[{low} {high}]"]
 
 
 def all_words_query(text: str) -> str | None:

@@ -20,6 +20,7 @@ from kb_mcp.store.replies import as_text
 from kb_mcp.store.schema import (
     F_CREATED,
     F_DOC,
+    F_EXPIRES,
     F_HASH,
     F_ID,
     F_META,
@@ -49,9 +50,10 @@ def vector_bytes(vector: np.ndarray[Any, Any]) -> bytes:
 
 def build_record(
     fact_id: str, content: str, metadata: dict[str, Scalar], tags: list[str], vector: bytes, *,
-    updated_at: str, doc_id: str | None = None, created_at: str | None = None,
+    updated_at: str, doc_id: str | None = None, created_at: str | None = None, expires_at: str | None = None,
 ) -> Record:
-    """The hash fields of one fact (created_at is added by the write script unless given)."""
+    """The hash fields of one fact (created_at is added by the write script unless given; with `expires_at` the
+    write script also sets the key's TTL, so Redis removes the fact and RediSearch drops it from the index)."""
     meta_json = encode_metadata(metadata)
     node = TextNode(
         id_=fact_id,
@@ -60,7 +62,8 @@ def build_record(
         relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=doc_id)} if doc_id else {},
     )
     record: Record = {str(k): str(v) for k, v in node_to_metadata_dict(node, remove_text=True).items()}
-    record.update({F_ID: fact_id, F_DOC: doc_id or "", F_TEXT: content, F_VECTOR: vector, F_UPDATED: updated_at})
+    record.update({F_ID: fact_id, F_DOC: doc_id or "", F_TEXT: content, F_VECTOR: vector, F_UPDATED: updated_at,
+                   F_EXPIRES: expires_at or ""})
     if created_at is not None:
         record[F_CREATED] = created_at
     return record
@@ -87,7 +90,19 @@ def fact_from_fields(fields: dict[str, bytes | str | None]) -> Fact:
         created_at=to_datetime(created),
         updated_at=to_datetime(fields.get(F_UPDATED) or created),
         doc_id=doc or None,
+        expires_at=expires_from(fields.get(F_EXPIRES)),
     )
+
+
+def expires_from(raw: bytes | str | None) -> datetime | None:
+    text = as_text(raw)
+    return to_datetime(text) if text else None
+
+
+def ttl_ms(record: Record, now_s: float) -> int:
+    """The TTL the write script gives the key: 0 for a permanent fact; at least 1 ms for one already due."""
+    text = as_text(record.get(F_EXPIRES))
+    return max(1, int((float(text) - now_s) * 1000)) if text else 0
 
 
 def export_line(fields: dict[bytes, bytes]) -> dict[str, Any]:
@@ -101,5 +116,6 @@ def export_line(fields: dict[bytes, bytes]) -> dict[str, Any]:
         "doc_id": as_text(get.get(F_DOC)) or None,
         "created_at": float(as_text(get.get(F_CREATED)) or 0),
         "updated_at": float(as_text(get.get(F_UPDATED)) or 0),
+        "expires_at": float(as_text(get.get(F_EXPIRES))) if as_text(get.get(F_EXPIRES)) else None,
         "vector": base64.b64encode(get.get(F_VECTOR, b"")).decode("ascii"),
     }

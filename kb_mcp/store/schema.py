@@ -21,7 +21,8 @@ INDEX_NAME = "{ns}:idx"  # RediSearch index over the namespace's fact hashes
 # Fields of one fact's hash (also the record of the LlamaIndex RedisVectorStore index).
 F_ID, F_DOC, F_TEXT, F_VECTOR = "id", "doc_id", "text", "vector"
 F_TAGS, F_META, F_HASH, F_CREATED, F_UPDATED = "tags", "metadata", "content_hash", "created_at", "updated_at"
-READ_FIELDS = (F_ID, F_TEXT, F_META, F_TAGS, F_CREATED, F_UPDATED, F_DOC)  # what a Fact is rebuilt from
+F_EXPIRES = "expires_at"  # epoch seconds, or "" for a permanent fact (the key's own TTL does the expiring)
+READ_FIELDS = (F_ID, F_TEXT, F_META, F_TAGS, F_CREATED, F_UPDATED, F_DOC, F_EXPIRES)  # what a Fact is rebuilt from
 TAG_SEPARATOR = ","
 
 

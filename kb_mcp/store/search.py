@@ -16,11 +16,12 @@ from kb_mcp.facts import (
     check_int,
     check_query,
     check_tags,
+    check_time_range,
 )
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.cursor import decode_cursor, encode_cursor, scope_of
 from kb_mcp.store.index import SearchIndex
-from kb_mcp.store.querytext import all_words_query, escape, tag_clauses
+from kb_mcp.store.querytext import all_words_query, escape, tag_clauses, time_clauses
 from kb_mcp.store.records import fact_from_fields
 from kb_mcp.store.schema import F_CREATED, F_DOC, F_HASH, F_ID, F_VECTOR, READ_FIELDS
 
@@ -82,13 +83,15 @@ class Reader:
                 return keys
 
     async def list_facts(self, *, query: str | None = None, tags: list[str] | None = None, limit: int = 20,
-                         cursor: str | None = None) -> FactPage:
+                         cursor: str | None = None, created_after: str | None = None,
+                         created_before: str | None = None) -> FactPage:
         """Keyword (full-text) match over content when `query` is given, else newest first; paginated.
 
         User text is reduced to its words and each is escaped: it is never interpreted as query syntax.
         """
         limit = check_int(limit, "limit", 1, LIMIT_MAX)
         tags = check_tags(tags)
+        after, before = check_time_range(created_after, created_before)
         parts: list[str] = []
         if query is not None:
             check_query(query)
@@ -96,7 +99,7 @@ class Reader:
             if matched is None:
                 raise InvalidInput("query", "contains no words to match (letters or digits)")
             parts.append(matched)
-        parts += tag_clauses(tags)
+        parts += tag_clauses(tags) + time_clauses(after, before)
         q = " ".join(parts) or "*"
         scope = scope_of(q)
         offset = decode_cursor(cursor, scope) if cursor else 0

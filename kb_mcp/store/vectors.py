@@ -18,9 +18,9 @@ from llama_index.core.schema import TextNode  # noqa: E402
 from llama_index.vector_stores.redis import RedisVectorStore  # noqa: E402
 
 from kb_mcp.store.replies import as_text  # noqa: E402
-from kb_mcp.store.schema import F_ID, F_META, F_TAGS, F_TEXT  # noqa: E402  (F_ID: the key, as redisvl names it)
+from kb_mcp.store.schema import F_EXPIRES, F_ID, F_META, F_TAGS, F_TEXT  # noqa: E402  (F_ID: the key, as redisvl names it)
 
-RETURN_FIELDS = [F_TEXT, F_TAGS, F_META]
+RETURN_FIELDS = [F_TEXT, F_TAGS, F_META, F_EXPIRES]
 
 
 class KbRedisVectorStore(RedisVectorStore):
@@ -31,6 +31,7 @@ class KbRedisVectorStore(RedisVectorStore):
         key = as_text(doc[F_ID])
         prefix = self.schema.index.prefix + self.schema.index.key_separator
         node = TextNode(id_=key[len(prefix):] if key.startswith(prefix) else key, text=as_text(doc.get(F_TEXT)),
-                        metadata={F_TAGS: as_text(doc.get(F_TAGS)), F_META: as_text(doc.get(F_META))})
+                        metadata={F_TAGS: as_text(doc.get(F_TAGS)), F_META: as_text(doc.get(F_META)),
+                                  F_EXPIRES: as_text(doc.get(F_EXPIRES))})
         distance = doc.get(getattr(redis_query, "DISTANCE_ID", "vector_distance"))
         return node, (1 - float(as_text(distance)) if distance is not None else None)

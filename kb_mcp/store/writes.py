@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from string import Template
@@ -19,7 +20,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from kb_mcp.errors import StoreUnavailable
 from kb_mcp.store.context import StoreContext
-from kb_mcp.store.records import Record
+from kb_mcp.store.records import Record, ttl_ms
 from kb_mcp.store.replies import as_text
 from kb_mcp.store.schema import F_CREATED, F_HASH
 
@@ -27,7 +28,8 @@ WRITE_BATCH = 256  # facts per pipeline on the bulk paths
 PutMode = Literal["upsert", "create", "replace"]
 
 # Write one fact atomically. KEYS[1] the fact's key, KEYS[2] its content's dedup key (-> the id of a fact with that
-# content); ARGV: mode, now, content_hash, fact key prefix, then field/value pairs.
+# content); ARGV: mode, now, content_hash, fact key prefix, TTL in ms (0: permanent), then field/value pairs.
+# DEL + HSET leaves a key without TTL, so storing a fact again without one makes it permanent.
 #   'upsert'  replace the hash, keeping created_at (or now for a new fact)        -> {1|0 created, created_at}
 #   'create'  a fact with this content already exists (any id): a dedup hit        -> {0, created_at, its id}
 #             else write only if absent; the same content there is a dedup hit     -> {0, created_at}
@@ -39,13 +41,17 @@ PutMode = Literal["upsert", "create", "replace"]
 # OOM-checked only at its first deny-oom write, which here comes after a DEL, and could push Redis past maxmemory.
 # It is also refused up front on a read-only replica (READONLY).
 PUT_SCRIPT = Template("""#!lua
-local mode, now, chash, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local mode, now, chash, prefix, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local function claim()
   redis.call('SET', KEYS[2], string.sub(KEYS[1], #prefix + 1))
 end
+local function expire()
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+end
 if mode == 'replace' then
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+  redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+  expire()
   claim()
   return {1, now}
 end
@@ -65,7 +71,8 @@ if existing and mode == 'create' then
 end
 local created = existing or now
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], '$created', created, unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], '$created', created, unpack(ARGV, 6))
+expire()
 claim()
 if existing then return {0, created} end
 return {1, created}
@@ -143,7 +150,7 @@ class Writer:
         """Queue the put script for one fact."""
         keyspace = self._ctx.keyspace
         chash = chash or as_text(record.get(F_HASH))
-        args: list[str | bytes] = [mode, now, chash, keyspace.key_prefix]
+        args: list[str | bytes] = [mode, now, chash, keyspace.key_prefix, str(ttl_ms(record, time.time()))]
         for name, value in record.items():
             args += [name, value]
         # EVALSHA straight into the pipeline: redis-py's Script objects add a SCRIPT EXISTS round trip per
@@ -152,13 +159,19 @@ class Writer:
 
     async def put(self, fact_id: str, record: Record, mode: PutMode, now: str, chash: str) -> PutResult:
         """Put one fact (see PUT_SCRIPT for what each mode answers)."""
+        return (await self.put_many([(fact_id, record, mode, now, chash)]))[0]
+
+    async def put_many(self, puts: list[tuple[str, Record, PutMode, str, str]]) -> list[PutResult]:
+        """Put several facts in one pipeline (fact_id, record, mode, now, content hash each); replies in order."""
+        if not puts:
+            return []
 
         async def add(pipe: Pipeline) -> None:
-            self.queue_put(pipe, fact_id, record, mode, now, chash)
+            for fact_id, record, mode, now, chash in puts:
+                self.queue_put(pipe, fact_id, record, mode, now, chash)
 
-        (result,) = await self.write("store fact", add)
-        owner = as_text(result[2]) if len(result) > 2 else None
-        return PutResult(int(result[0]), as_text(result[1]), owner)
+        replies = await self.write("store fact" if len(puts) == 1 else "store facts", add)
+        return [PutResult(int(r[0]), as_text(r[1]), as_text(r[2]) if len(r) > 2 else None) for r in replies]
 
     async def replace_all(self, records: list[tuple[str, Record]], op: str) -> None:
         """Pipelined batches; each fact is replaced whole by the write script (never half-written)."""

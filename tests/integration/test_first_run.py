@@ -62,7 +62,7 @@ def test_a_port_taken_by_something_else_names_the_variable(tmp_path: Path) -> No
                                                       "(got 500)"),
     ("semantic_search", {"query": "q", "top_k": "five"}, "top_k must be an integer (got 'five')"),
     ("store_fact", {}, "invalid arguments for store_fact: content is required"),
-    ("store_fact", {"content": "x", "tags": ["bad tag"]}, "tags.0 'bad tag' is not valid: 1-64 characters"),
+    ("store_fact", {"content": "x", "tags": ["bad tag"]}, "tags[0] 'bad tag' is not valid: 1-64 characters"),
     ("store_fact", {"content": "x", "metadata": {"deep": {"a": 1}}},
      "metadata.deep must be a string, number, boolean or null (got an object)"),
     ("get_fact", {"limit": 0, "cursor": "x" * 600}, "limit must be >= 1 (got 0); cursor must have at most 512"),

@@ -29,9 +29,9 @@ T = TypeVar("T")
 EXAMPLES = int(os.environ.get("KB_PROPERTY_EXAMPLES", "2000"))
 FACT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 PARAMS = {
-    "store_fact": {"content", "metadata", "tags", "fact_id"},
-    "get_fact": {"fact_id", "query", "tags", "limit", "cursor"},
-    "semantic_search": {"query", "top_k", "tags", "min_score", "mode"},
+    "store_fact": {"content", "metadata", "tags", "fact_id", "ttl_s"},
+    "get_fact": {"fact_id", "query", "tags", "limit", "cursor", "created_after", "created_before"},
+    "semantic_search": {"query", "top_k", "tags", "min_score", "mode", "created_after", "created_before"},
     "delete_fact": {"fact_id"},
     "kb_stats": set(),
 }
@@ -140,6 +140,8 @@ FIELDS: dict[str, Any] = {
     "content": st.one_of(text_value, any_json), "metadata": metadata_value, "tags": tags_value, "fact_id": ident,
     "query": st.one_of(text_value, any_json), "limit": numbers, "cursor": st.one_of(text_value, any_json),
     "top_k": numbers, "min_score": numbers,
+    "ttl_s": numbers, "created_after": st.one_of(text_value, any_json, st.just("2026-01-01T00:00:00Z")),
+    "created_before": st.one_of(text_value, any_json, st.just("2030-01-01")),
     "mode": st.one_of(st.sampled_from(["hybrid", "vector", "keyword", "Hybrid", "fuzzy", ""]), any_json),
 }
 

@@ -52,11 +52,13 @@ async def test_tools_list_names_params_limits_annotations_and_schemas(client: Cl
     assert set(tools) == TOOLS
     store, get, search, delete = (tools[n] for n in ("store_fact", "get_fact", "semantic_search", "delete_fact"))
     assert store.input_schema["required"] == ["content"]
-    assert set(store.input_schema["properties"]) == {"content", "metadata", "tags", "fact_id"}
+    assert set(store.input_schema["properties"]) == {"content", "metadata", "tags", "fact_id", "ttl_s"}
     assert get.input_schema.get("required", []) == []
-    assert set(get.input_schema["properties"]) == {"fact_id", "query", "tags", "limit", "cursor"}
+    assert set(get.input_schema["properties"]) == {"fact_id", "query", "tags", "limit", "cursor", "created_after",
+                                                   "created_before"}
     assert search.input_schema["required"] == ["query"]
-    assert set(search.input_schema["properties"]) == {"query", "top_k", "tags", "min_score", "mode"}
+    assert set(search.input_schema["properties"]) == {"query", "top_k", "tags", "min_score", "mode",
+                                                      "created_after", "created_before"}
     assert search.input_schema["properties"]["mode"]["enum"] == ["hybrid", "vector", "keyword"]
     assert delete.input_schema["required"] == ["fact_id"]
     top_k = search.input_schema["properties"]["top_k"]
@@ -73,7 +75,8 @@ async def test_tools_list_names_params_limits_annotations_and_schemas(client: Cl
     for tool in tools.values():
         assert tool.title and tool.description and len(tool.description) > 60
         assert tool.output_schema and tool.output_schema["type"] == "object"
-    assert set(store.output_schema["properties"]) == {"fact_id", "created", "created_at", "updated_at"}
+    assert set(store.output_schema["properties"]) == {"fact_id", "created", "created_at", "updated_at", "expires_at",
+                                                      "similar"}
     assert set(get.output_schema["properties"]) == {"facts", "next_cursor"}
     assert set(search.output_schema["properties"]) == {"results"}
     assert set(delete.output_schema["properties"]) == {"fact_id", "deleted"}
@@ -95,7 +98,8 @@ async def test_every_tool_happy_path(client: Client) -> None:
     assert got.structured_content == {"facts": [{
         "fact_id": fact_id, "content": "The user prefers dark mode", "metadata": {"source": "chat", "confidence": 0.9},
         "tags": ["ui"], "created_at": stored.structured_content["created_at"],
-        "updated_at": stored.structured_content["updated_at"]}], "next_cursor": None}
+        "updated_at": stored.structured_content["updated_at"], "expires_at": None, "truncated": False,
+        "content_chars": None}], "next_cursor": None}
     newest = await client.call_tool("get_fact", {"limit": 1})
     assert newest.structured_content and newest.structured_content["facts"][0]["fact_id"] == "user.tz"
     assert newest.structured_content["next_cursor"]
@@ -135,7 +139,7 @@ async def test_unknown_fact_is_an_error_the_agent_can_read(client: Client) -> No
     ("store_fact", {"content": "x" * 40_000}, "the limit is 32768"),
     ("store_fact", {"content": "ok", "fact_id": "bad id"}, "fact_id"),
     ("store_fact", {"content": "ok", "fact_id": "a" * 129}, "fact_id"),
-    ("store_fact", {"content": "ok", "tags": ["not ok"]}, "tags.0"),
+    ("store_fact", {"content": "ok", "tags": ["not ok"]}, "tags[0]"),
     ("store_fact", {"content": "ok", "tags": "notalist"}, "tags"),
     ("store_fact", {"content": "ok", "metadata": {"deep": {"x": 1}}}, "metadata.deep"),
     ("store_fact", {"content": "ok", "metadata": [1]}, "metadata"),

@@ -31,7 +31,7 @@ SESSIONS = 100
 TOOL_DEADLINE_S = 15.0
 RECOVERY_S = 2.0
 CLEAR_ERRORS = ("Redis did not answer within", "knowledge store unavailable", "server busy",
-                "tool call did not finish within")
+                "tool call did not finish within", "Redis is loading its data")
 
 
 @dataclass
