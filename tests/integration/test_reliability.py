@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from kb_mcp.config import Settings
 from kb_mcp.errors import KbError, StoreUnavailable
@@ -121,9 +122,16 @@ async def test_tenants_only_ever_see_their_own_namespace(settings: Settings, tmp
                 stats = await b.call_tool("kb_stats", {})
                 assert stats.structured_content and stats.structured_content["facts"] == 0
                 assert stats.structured_content["namespace"] == f"beta{suffix}"
+                with pytest.raises(MCPError) as unseen:  # resources are tenant-scoped too
+                    await b.read_resource("kb://facts/secret")
+                assert unseen.value.error.code == -32002
+                beta_stats = json.loads((await b.read_resource("kb://stats")).contents[0].text)  # type: ignore[union-attr]
+                assert beta_stats["namespace"] == f"beta{suffix}"
             async with Client(streamable_http_client(url, http_client=bearer(reader))) as r:
                 got = await r.call_tool("get_fact", {"fact_id": "secret"})
                 assert got.structured_content and got.structured_content["facts"][0]["content"].startswith("Alpha")
+                read = await r.read_resource("kb://facts/secret")
+                assert read.contents[0].text.startswith("Alpha")  # type: ignore[union-attr]
                 refused = await r.call_tool("store_fact", {"content": "sneaky write"})
                 assert refused.is_error and "read-only" in text(refused)
                 refused = await r.call_tool("delete_fact", {"fact_id": "secret"})
