@@ -34,8 +34,8 @@ async def session_one() -> None:
         # Everything learned in one call: one embedding batch, one write.
         batch = [{"content": content, "fact_id": fact_id, "tags": ["ada"]} for fact_id, content in LEARNED]
         # A fact that stops being true: forgotten after an hour.
-        batch.append({"content": "Ada is at a conference in Berlin and only reads email.", "fact_id": "user.status", "tags": ["ada"],
-                      "ttl_s": 3600})
+        batch.append({"content": "Ada is at a conference in Berlin and only reads email.", "fact_id": "user.status",
+                      "tags": ["ada"], "ttl_s": 3600})
         result = await kb.call_tool("store_facts", {"facts": batch})
         if result.is_error:
             raise SystemExit(f"store_facts failed: {result.content[0].text}")  # type: ignore[union-attr]
