@@ -36,7 +36,7 @@ from llama_index.core.vector_stores.types import (
     MetadataFilters,
     VectorStoreQuery,
 )
-from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from kb_mcp.config import TimeoutKind
 from kb_mcp.facts import (
@@ -243,8 +243,7 @@ class Searcher:
         uncounted = [t for t in [ALL_FACTS, *terms] if self._df.get(t, (0, 0.0))[1] <= now]
         name = self._index.name
 
-        async def run(r: Redis) -> list[Any]:
-            pipe = r.pipeline(transaction=False)
+        def add(pipe: Pipeline) -> None:
             pipe.execute_command("FT.SEARCH", name, q, "WITHSCORES", "SCORER", "BM25STD", "RETURN", 4, F_TEXT,
                                  F_TAGS, F_META, F_EXPIRES, "LIMIT", 0, k, "DIALECT", 2)
             for term in uncounted:  # the number of facts from FT.INFO: counting "*" would walk every document
@@ -252,9 +251,8 @@ class Searcher:
                     pipe.execute_command("FT.INFO", name)
                 else:
                     pipe.execute_command("FT.SEARCH", name, any_word_query([term]), "LIMIT", 0, 0, "DIALECT", 2)
-            return await pipe.execute()
 
-        raw, *counts = await self._index.run(lambda: self._ctx.redis("keyword search", run, SEARCH_DEADLINE))
+        raw, *counts = await self._index.run(lambda: self._ctx.pipeline("keyword search", add, SEARCH_DEADLINE))
         for term, count in zip(uncounted, counts, strict=True):
             found = int(as_text(pairs(count).get("num_docs", 0))) if term == ALL_FACTS else int(count[0])
             self._df[term] = (found, now + DF_TTL_S)
@@ -278,14 +276,12 @@ class Searcher:
         if not missing:
             return
 
-        async def fetch(r: Redis) -> list[bytes | None]:
-            pipe = r.pipeline(transaction=False)
+        def add(pipe: Pipeline) -> None:
             for c in missing:
                 pipe.hget(self._ctx.keyspace.key(c.fact_id), F_VECTOR)
-            return await pipe.execute()
 
         query = np.asarray(vector, dtype=np.float32)
-        for cand, raw in zip(missing, await self._ctx.redis("load vectors", fetch, SEARCH_DEADLINE), strict=True):
+        for cand, raw in zip(missing, await self._ctx.pipeline("load vectors", add, SEARCH_DEADLINE), strict=True):
             if raw:
                 cand.similarity = float(np.frombuffer(raw, dtype=np.float32) @ query)
 

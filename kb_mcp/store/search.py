@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from kb_mcp.errors import InvalidInput, NotFound
 from kb_mcp.facts import (
@@ -41,13 +41,11 @@ class Reader:
         if not keys:
             return []
 
-        async def fetch(r: Redis) -> list[list[bytes | None]]:
-            pipe = r.pipeline(transaction=False)
+        def add(pipe: Pipeline) -> None:
             for k in keys:
                 pipe.hmget(k, list(READ_FIELDS))  # type: ignore[arg-type]
-            return await pipe.execute()
 
-        rows = await self._ctx.redis("load facts", fetch)
+        rows = await self._ctx.pipeline("load facts", add)
         return [fact_from_fields(dict(zip(READ_FIELDS, row, strict=True))) for row in rows if row[0] is not None]
 
     async def get_fact(self, fact_id: str) -> Fact:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Any
 
-from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from kb_mcp.errors import InvalidInput
 from kb_mcp.facts import check_content, check_fact_id, check_metadata, check_tags, content_hash
@@ -49,13 +49,11 @@ class Transfer:
         written = 0
         try:
             async for keys in iter_keys(self._ctx):
-                async def fetch(r: Redis, keys: list[bytes] = keys) -> list[dict[bytes, bytes]]:
-                    pipe = r.pipeline(transaction=False)
+                def add(pipe: Pipeline, keys: list[bytes] = keys) -> None:
                     for k in keys:
                         pipe.hgetall(k)  # type: ignore[arg-type]
-                    return await pipe.execute()
 
-                rows = await self._ctx.redis("export batch", fetch)
+                rows = await self._ctx.pipeline("export batch", add)
                 lines = "".join(json.dumps(export_line(row), ensure_ascii=False) + "\n"
                                 for row in rows if row and F_ID.encode() in row)
                 await file("file", asyncio.to_thread(handle.write, lines), f"write {tmp.name}")
