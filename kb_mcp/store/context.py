@@ -37,7 +37,7 @@ class StoreContext:
         return await self.manager.run(op, call, kind)
 
     async def pipeline(self, op: str, add: Callable[[Pipeline], None], kind: TimeoutKind = "redis") -> list[Any]:
-        """Queue reads with `add(pipe)` and send them as one pipeline. The connection goes back to the pool on every
+        """Queue commands with `add(pipe)` and send them as one pipeline. The connection goes back to the pool on every
         path: redis-py 5.3 keeps it checked out when a deadline cancels `execute()` (found by the fault soak)."""
 
         async def run(r: Redis) -> list[Any]:

@@ -58,7 +58,6 @@ from kb_mcp.store.querytext import any_word_query, content_terms, singular, tag_
 from kb_mcp.store.records import decode_metadata, expires_from, split_tags
 from kb_mcp.store.replies import as_text, pairs
 from kb_mcp.store.schema import F_CREATED, F_EXPIRES, F_META, F_TAGS, F_TEXT, F_VECTOR
-from kb_mcp.store.search import Reader
 
 RRF_K = 60
 # Every Redis step of a search runs under the LlamaIndex/index deadline (KB_TIMEOUT_INDEX, 10 s), not the 2 s Redis
@@ -137,12 +136,11 @@ def fuse_rrf(cands: list[Candidate]) -> list[tuple[Candidate, float]]:
 class Searcher:
     """semantic_search in its three modes for one namespace."""
 
-    def __init__(self, ctx: StoreContext, index: SearchIndex, reader: Reader) -> None:
+    def __init__(self, ctx: StoreContext, index: SearchIndex) -> None:
         from kb_mcp.store.vectors import RETURN_FIELDS, KbRedisVectorStore
 
         self._ctx = ctx
         self._index = index
-        self._reader = reader
         # Built with the async client only: no synchronous Redis client exists anywhere in kb-mcp.
         self.vector_store = KbRedisVectorStore(schema=index.schema, redis_client_async=ctx.manager.client,
                                                return_fields=RETURN_FIELDS)

@@ -6,15 +6,13 @@ the writes it must cover on the connection that made them.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from string import Template
 from typing import Any, Literal
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -107,7 +105,7 @@ class Writer:
     def __init__(self, ctx: StoreContext) -> None:
         self._ctx = ctx
 
-    async def write(self, op: str, add: Callable[[Pipeline], Awaitable[Any]]) -> list[Any]:
+    async def write(self, op: str, add: Callable[[Pipeline], None]) -> list[Any]:
         """Queue writes with `add(pipe)` and send them as one pipeline (one connection, one round trip).
 
         With KB_DURABILITY=fsync, `WAITAOF 1 0` rides the same pipeline: WAITAOF only covers the writes of its own
@@ -116,23 +114,18 @@ class Writer:
         fsync = self._ctx.settings.durability == "fsync"
         redis_s = self._ctx.settings.timeouts.redis_s
 
-        async def run(r: Redis) -> list[Any]:
-            pipe = r.pipeline(transaction=False)
-            try:
-                await add(pipe)
-                if fsync:
-                    pipe.execute_command("WAITAOF", 1, 0, int(redis_s * 1000))
-                return await pipe.execute()
-            finally:
-                await asyncio.shield(pipe.reset())  # type: ignore[no-untyped-call]  # hand the connection back on every path, even when cancelled
+        def queue(pipe: Pipeline) -> None:
+            add(pipe)
+            if fsync:
+                pipe.execute_command("WAITAOF", 1, 0, int(redis_s * 1000))
 
         try:
             try:
-                replies = await self._ctx.redis(op, run)
+                replies = await self._ctx.pipeline(op, queue)
             except NoScriptError:  # Redis restarted (script cache is empty): load them once, replay (idempotent)
                 for script in SCRIPTS:
                     await self._ctx.redis("SCRIPT LOAD", lambda r, s=script: r.script_load(s))  # type: ignore[misc]
-                replies = await self._ctx.redis(op, run)
+                replies = await self._ctx.pipeline(op, queue)
         except ResponseError as exc:
             if fsync and "appendonly" in str(exc).lower():
                 raise StoreUnavailable(f"{op}: KB_DURABILITY=fsync needs AOF on the Redis server (appendonly yes); "
@@ -166,7 +159,7 @@ class Writer:
         if not puts:
             return []
 
-        async def add(pipe: Pipeline) -> None:
+        def add(pipe: Pipeline) -> None:
             for fact_id, record, mode, now, chash in puts:
                 self.queue_put(pipe, fact_id, record, mode, now, chash)
 
@@ -178,7 +171,7 @@ class Writer:
         for start in range(0, len(records), WRITE_BATCH):
             batch = records[start:start + WRITE_BATCH]
 
-            async def add(pipe: Pipeline, batch: list[tuple[str, Record]] = batch) -> None:
+            def add(pipe: Pipeline, batch: list[tuple[str, Record]] = batch) -> None:
                 for fact_id, record in batch:
                     self.queue_put(pipe, fact_id, record, "replace", as_text(record.get(F_CREATED, "")))
 
@@ -188,7 +181,7 @@ class Writer:
         """Delete one fact (and its dedup pointer); True if it existed."""
         keyspace = self._ctx.keyspace
 
-        async def add(pipe: Pipeline) -> None:
+        def add(pipe: Pipeline) -> None:
             pipe.evalsha(DELETE_SHA, 1, keyspace.key(fact_id), fact_id, keyspace.dedup_prefix)
 
         (removed,) = await self.write("delete fact", add)
@@ -199,7 +192,7 @@ class Writer:
         if not keys:
             return 0
 
-        async def add(pipe: Pipeline) -> None:
+        def add(pipe: Pipeline) -> None:
             pipe.delete(*keys)
 
         (removed,) = await self.write(op, add)
