@@ -1,4 +1,4 @@
-"""`kb-mcp`: serve (stdio | http), ingest, export, import, stats, doctor, bench.
+"""`kb-mcp`: serve (stdio | http), ingest, export, import, stats, doctor, reindex, migrate, eval, bench.
 
 `kb-mcp` with no arguments serves MCP on stdio, which is what client configs launch. Everything this command prints
 for a person goes to stderr, except the output a subcommand was asked for (stats/doctor tables, JSON).
@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    serve.add_argument("--stateless", action="store_true",
+                       help="HTTP without sessions (also KB_HTTP_STATELESS=true): any of several replicas behind a "
+                            "load balancer can answer any request, no sticky sessions needed")
     serve.add_argument("--allow-unauthenticated", action="store_true",
                        help="allow binding a non-loopback address without KB_AUTH_TOKEN / KB_AUTH_TOKENS_FILE")
 
@@ -57,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
                                                        "http://127.0.0.1:8765): read its /metrics too")
     sub.add_parser("doctor", help="check Redis, the search module, the index, the model and the timeouts")
     sub.add_parser("reindex", help="drop and re-create the search index from the stored facts (no data loss)")
+    migrate = sub.add_parser("migrate", help="move namespaces from the key layout before hash tags (in place)",
+                             description="Rename every key of a namespace stored as <ns>:fact:<id> (kb-mcp < 0.2) "
+                                         "to {<ns>}:fact:<id>, create the new index and drop the old one. Keeps "
+                                         "vectors and TTLs; idempotent and resumable.")
+    migrate.add_argument("--namespace", action="append", dest="namespaces", metavar="NS",
+                         help="namespace to migrate (repeatable; default KB_NAMESPACE and every namespace of "
+                              "KB_AUTH_TOKENS_FILE)")
 
     _bench_arguments(sub.add_parser("bench", help="reproducible benchmark (see README)"))
     _eval_arguments(sub.add_parser("eval", help="retrieval quality per search mode (recall@1/@5, MRR@10)"))
@@ -134,6 +144,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
               "KB_AUTH_TOKENS_FILE), or pass --allow-unauthenticated if a proxy in front authenticates",
               file=sys.stderr)
         return EXIT_USAGE
+    if args.stateless:
+        settings = settings.model_copy(update={"http_stateless": True})
     return _serve_http(settings, args.host, args.port)
 
 
@@ -145,8 +157,9 @@ def _serve_http(settings: Settings, host: str, port: int) -> int:
 
     mcp, holder = build_server(settings, issuer_url=f"http://{host}:{port}")
     app = http_app(mcp, holder, settings, host)
-    print(f"kb-mcp {__version__}: streamable HTTP on http://{host}:{port}/mcp (health: /health, metrics: /metrics)",
-          file=sys.stderr)
+    mode = "stateless " if settings.http_stateless else ""
+    print(f"kb-mcp {__version__}: {mode}streamable HTTP on http://{host}:{port}/mcp (health: /health, metrics: "
+          f"/metrics), Redis {settings.redis_target.mode} at {settings.redis_target.display}", file=sys.stderr)
     # The stock asyncio loop and h11, even when uvloop/httptools are installed: they measured no faster here, and
     # under uvloop a write to a reset Redis connection raises RuntimeError, which redis-py does not treat as a
     # connection error (found by the fault soak test).
@@ -257,6 +270,25 @@ def _reindex(settings: Settings, args: argparse.Namespace) -> int:
     return _with_store(settings, work)
 
 
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from kb_mcp.auth import load_tokens
+    from kb_mcp.store.knowledge import Backend
+
+    namespaces = args.namespaces or sorted({settings.namespace} | {t.namespace for t in load_tokens(settings).values()})
+
+    async def run() -> int:
+        async with Backend.open(settings) as backend:
+            for namespace in namespaces:
+                report = await backend.store(namespace).migrate_layout()
+                print(f"{namespace}: moved {report.facts_moved} fact(s) and {report.pointers_moved} dedup pointer(s)"
+                      f" ({report.already_new} already moved), old index "
+                      f"{'dropped' if report.legacy_index_dropped else 'absent'}; {report.facts_now} fact(s) indexed",
+                      file=sys.stderr)
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
 def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     from kb_mcp.doctor import run_doctor
 
@@ -277,7 +309,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
 
 _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": _serve, "ingest": _ingest, "export": _export, "import": _import, "stats": _stats,
-    "doctor": _doctor, "reindex": _reindex, "bench": _bench, "eval": _eval,
+    "doctor": _doctor, "reindex": _reindex, "migrate": _migrate, "bench": _bench, "eval": _eval,
 }
 
 

@@ -10,8 +10,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, RedisDsn, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kb_mcp.redis_url import RedisTarget, parse_redis_url
 
 ENV_PREFIX = "KB_"
 TimeoutKind = Literal["redis", "file", "index"]
@@ -41,7 +43,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", env_ignore_empty=True)
 
-    redis_url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
+    redis_url: str = "redis://127.0.0.1:6379/0"  # or redis+cluster://..., redis+sentinel://... (see redis_url.py)
     namespace: Namespace = "kb"
     redis_max_connections: Annotated[int, Field(ge=1, le=10_000)] = 50
 
@@ -76,21 +78,21 @@ class Settings(BaseSettings):
     similar_threshold: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.85  # store_fact's "similar" hints
     max_response_chars: Annotated[int, Field(ge=100, le=10_000_000)] = 16_000  # content per search/listing reply
 
-    durability: Literal["none", "fsync"] = "none"
+    durability: Literal["none", "fsync", "replica"] = "none"  # fsync: WAITAOF on the master; replica: WAIT 1
     read_only: bool = False
     auth_token: SecretStr | None = None
     auth_tokens_file: Path | None = None
     max_concurrency: Annotated[int, Field(ge=1, le=100_000)] = 256
     max_request_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    http_stateless: bool = False  # streamable HTTP without sessions: any replica can answer any request
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["plain", "json"] = "plain"
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: RedisDsn) -> RedisDsn:
-        if value.scheme not in ("redis", "rediss"):
-            raise ValueError("must start with redis:// or rediss://")
+    def _redis_url(cls, value: str) -> str:
+        parse_redis_url(value)
         return value
 
     @field_validator("auth_token")
@@ -106,6 +108,11 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+    @cached_property
+    def redis_target(self) -> RedisTarget:
+        """KB_REDIS_URL read: the deployment mode, its nodes and credentials."""
+        return parse_redis_url(self.redis_url)
 
     @cached_property
     def timeouts(self) -> Timeouts:

@@ -23,7 +23,7 @@ MCP_PATH = "/mcp"
 
 def http_app(mcp: KbServer, holder: StateHolder, settings: Settings, host: str) -> Starlette:
     """The Starlette app `kb-mcp serve --transport http` runs."""
-    app = mcp.streamable_http_app(streamable_http_path=MCP_PATH, host=host,
+    app = mcp.streamable_http_app(streamable_http_path=MCP_PATH, host=host, stateless_http=settings.http_stateless,
                                   max_request_body_size=settings.max_request_bytes)
 
     async def health(_: Request) -> Response:
@@ -55,10 +55,12 @@ async def _health(holder: StateHolder) -> Response:
     if state is None:
         return JSONResponse({"status": "starting"}, status_code=503)
     manager = state.backend.manager
-    body: dict[str, Any] = {"status": "ok", "version": __version__,
+    body: dict[str, Any] = {"status": "ok", "version": __version__, "stateless": state.settings.http_stateless,
                             "uptime_s": round(time.monotonic() - state.started_at, 1)}
     try:
         body["redis"] = {"ok": True, "ping_ms": round(await manager.ping() * 1000, 2)}
+        placement = await state.backend.store(state.settings.namespace).placement()
+        body["redis"] |= placement.model_dump()
         code = 200
     except KbError as exc:
         body["status"] = "degraded"

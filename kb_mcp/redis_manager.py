@@ -1,4 +1,5 @@
-"""AsyncRedisManager: the process's one `redis.asyncio` pool, its retry policy and a small circuit breaker.
+"""AsyncRedisManager: the process's one Redis client (standalone, cluster or sentinel: see `redis_topology`), its
+retry policy and a small circuit breaker.
 
 redis-py does the pooling and the retrying (connection errors only, with exponential backoff); `bounded()` caps
 every command or pipeline at the Redis deadline, so retries can never run past it. The breaker turns a dead Redis
@@ -16,9 +17,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
@@ -34,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kb_mcp.config import Settings, TimeoutKind, Timeouts
 from kb_mcp.errors import IndexMissing, KbError, NotListening, OperationTimeout, RedisRefused, StoreUnavailable
+from kb_mcp.redis_topology import Placement, RedisClient, Topology
 from kb_mcp.timeouts import Observer, bounded, no_observer
 
 log = logging.getLogger(__name__)
@@ -145,25 +144,11 @@ class AsyncRedisManager:
     def __init__(self, settings: Settings, *, observe: Observer | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._timeouts: Timeouts = settings.timeouts
-        self._url = str(settings.redis_url)
         self._observe: Observer = observe or no_observer
-        t = self._timeouts.redis_s
-        self.pool: BlockingConnectionPool = BlockingConnectionPool.from_url(
-            self._url,
-            max_connections=settings.redis_max_connections,
-            timeout=t,  # wait this long for a free slot, then fail (bounded() fires first)
-            # No socket_timeout: bounded() already caps every command, and redis-py would add an asyncio.wait_for
-            # (a Task) on each send and a timer on each read — measured as most of the manager's overhead.
-            socket_timeout=None,
-            socket_connect_timeout=t,
-            # No health_check_interval: redis-py 5.3 hangs its pre-command PING (with retries) on a Redis that answers
-            # LOADING (measured). A dead idle connection fails its next command instead, which the retry reconnects.
-            health_check_interval=0,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2),
-            retry_on_error=[RedisConnectionError],  # a stalled server is not retried: it would only stall again
-            decode_responses=False,  # vectors are binary
-        )
-        self.client: Redis = Redis.from_pool(self.pool)
+        self.topology = Topology(settings)
+        self.client: RedisClient = self.topology.client
+        self.max_connections = settings.redis_max_connections
+        self._in_flight = 0
         self._slots = asyncio.Semaphore(settings.redis_max_connections)
         self._answered = False  # has Redis ever answered this process? (a refused first connection: no Redis)
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown, clock=clock)
@@ -171,11 +156,10 @@ class AsyncRedisManager:
 
     @property
     def where(self) -> str:
-        """host:port, without credentials, for messages."""
-        kwargs = self.pool.connection_kwargs
-        return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        """Where Redis is, without credentials, for messages."""
+        return self.topology.where
 
-    async def run(self, op: str, call: Callable[[Redis], Awaitable[T]], kind: TimeoutKind = "redis") -> T:
+    async def run(self, op: str, call: Callable[[RedisClient], Awaitable[T]], kind: TimeoutKind = "redis") -> T:
         """Run `call(client)` (one command or one pipeline) under the breaker and the deadline of `kind` (the
         Redis deadline; "index" for a vector query, which the README promises the LlamaIndex deadline).
 
@@ -189,9 +173,10 @@ class AsyncRedisManager:
         except OperationTimeout as exc:
             if slot.in_redis_s() < exc.seconds / 2:  # the deadline went on waiting for a connection, not on Redis
                 self.breaker.release_probe()
-                raise OperationTimeout(f"{op}, waiting for one of {self.pool.max_connections} Redis connections",
+                raise OperationTimeout(f"{op}, waiting for one of {self.max_connections} Redis connections",
                                        kind, exc.seconds) from None
             self._failed(f"timeout in {op}")
+            await self.topology.after_cancel()
             raise
         except Exception as exc:
             refused = refusal(exc, op)
@@ -223,19 +208,24 @@ class AsyncRedisManager:
         return (f"nothing is listening at {self.where} — start Redis with scripts/run.sh (or scripts/redis-stack.sh "
                 "start), or set KB_REDIS_URL to your Redis")
 
-    async def _in_slot(self, call: Callable[[Redis], Awaitable[T]], slot: _Slot) -> T:
+    async def _in_slot(self, call: Callable[[RedisClient], Awaitable[T]], slot: _Slot) -> T:
         """At most `max_connections` calls talk to Redis at once; the rest wait here, where the wait is visible
         (inside the pool it would look like a slow Redis)."""
         async with self._slots:
             slot.taken_at = time.monotonic()
-            return await call(self.client)
+            self._in_flight += 1
+            try:
+                await self.topology.ready(self.client)  # cluster: the slot map, once (routing by hand needs it)
+                return await call(self.client)
+            finally:
+                self._in_flight -= 1
 
     async def execute(self, *args: Any, op: str | None = None) -> Any:
         """One raw command (FT.*, HMGET, MODULE LIST...) through `run`; `op` names it in errors (default: the
         command itself)."""
 
-        async def call(r: Redis) -> Any:
-            return await r.execute_command(*args)  # type: ignore[no-untyped-call]
+        async def call(r: RedisClient) -> Any:
+            return await r.execute_command(*args)
 
         return await self.run(op or str(args[0]), call)
 
@@ -251,10 +241,18 @@ class AsyncRedisManager:
         while self.breaker.state is not BreakerState.CLOSED:
             await asyncio.sleep(RECOVERY_PROBE_S)
             try:
-                await bounded("redis", self.client.ping(), "recovery PING", policy=probe)
+                await bounded("redis", self.topology.probe(), "recovery PING", policy=probe)
             except (OperationTimeout, RedisError, OSError):
                 continue
             self.breaker.record(ok=True)
+
+    async def scan(self, key: str, cursor: int, match: str, count: int, kind: str | None) -> tuple[int, list[bytes]]:
+        """One bounded SCAN step on the node that holds `key` (cluster: the namespace's shard)."""
+        return await self.run("SCAN", lambda r: self.topology.scan(r, key, cursor, match, count, kind))
+
+    async def placement(self, key: str) -> Placement:
+        """The mode, the nodes and the one holding `key`, under the Redis deadline."""
+        return await self.run("placement", lambda r: self.topology.placement(key))
 
     async def ping(self) -> float:
         """Round-trip time of PING in seconds (raises like `run`)."""
@@ -263,20 +261,19 @@ class AsyncRedisManager:
         return time.perf_counter() - started
 
     def state(self) -> ManagerState:
-        in_use = len(getattr(self.pool, "_in_use_connections", ()))
         return ManagerState(
             breaker=self.breaker.state.value,
             consecutive_failures=self.breaker.failures,
             retry_after_s=round(self.breaker.retry_after_s(), 3),
-            pool_in_use=in_use,
-            pool_max=self.pool.max_connections,
+            pool_in_use=self._in_flight,
+            pool_max=self.max_connections,
             last_error=self.breaker.last_error,
         )
 
     async def aclose(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
-        await self.client.aclose()
+        await self.topology.aclose()
 
 
 _REFUSAL_CLASSES: tuple[tuple[type[RedisError], str], ...] = (

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from kb_mcp.errors import IndexMissing, KbError, StoreUnavailable
 from kb_mcp.redis_manager import ManagerState
+from kb_mcp.redis_topology import Placement
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.replies import as_text, vector_attributes
@@ -33,6 +34,7 @@ class StoreStats(BaseModel):
     redis_version: str | None
     used_memory_bytes: int | None
     redis: ManagerState
+    placement: Placement | None = None  # the Redis mode, its nodes and the one holding this namespace
     error: str | None = None
 
 
@@ -52,7 +54,8 @@ class Admin:
                                 "embedding": ctx.embedding.model_name}
         try:
             info = await self._index_info()
-            server = await ctx.redis("INFO", lambda r: r.info())
+            server = await ctx.redis("INFO", lambda r: r.info(**ctx.owner_kwargs()))
+            placement = await ctx.manager.placement(ctx.keyspace.index_name)
         except KbError as exc:
             return StoreStats(**base, facts=None, index_state="unknown", percent_indexed=None, redis_version=None,
                               used_memory_bytes=None, redis=ctx.manager.state(), error=str(exc))
@@ -61,7 +64,7 @@ class Admin:
         return StoreStats(
             **base, facts=int(as_text(info.get("num_docs", 0))), index_state="indexing" if indexing else "ready",
             percent_indexed=round(pct * 100, 1), redis_version=as_text(server.get("redis_version")),
-            used_memory_bytes=int(server.get("used_memory", 0)), redis=ctx.manager.state())
+            used_memory_bytes=int(server.get("used_memory", 0)), redis=ctx.manager.state(), placement=placement)
 
     async def count(self) -> int:
         info = await self._index_info()

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from kb_mcp.config import Settings, TimeoutKind
 from kb_mcp.embeddings import KbEmbedding, QueryCache
 from kb_mcp.redis_manager import AsyncRedisManager
+from kb_mcp.redis_topology import RedisClient
 from kb_mcp.store.schema import Keyspace
 from kb_mcp.timeouts import Observer, bounded
 
@@ -32,23 +32,31 @@ class StoreContext:
     observe: Observer
     query_cache: QueryCache
 
-    async def redis(self, op: str, call: Callable[[Redis], Awaitable[T]], kind: TimeoutKind = "redis") -> T:
+    async def redis(self, op: str, call: Callable[[RedisClient], Awaitable[T]], kind: TimeoutKind = "redis") -> T:
         """One command or pipeline under the breaker and the deadline of `kind` (the Redis deadline by default)."""
         return await self.manager.run(op, call, kind)
 
     async def pipeline(self, op: str, add: Callable[[Pipeline], None], kind: TimeoutKind = "redis") -> list[Any]:
-        """Queue commands with `add(pipe)` and send them as one pipeline. The connection goes back to the pool on every
-        path: redis-py 5.3 keeps it checked out when a deadline cancels `execute()` (found by the fault soak)."""
+        """Queue commands with `add(pipe)` and send them as one pipeline (cluster: the namespace's keys share a slot,
+        so one node, one connection; `add` may route a keyless command there with `owner_kwargs`). The connection
+        goes back to the pool on every path: redis-py 5.3 keeps it checked out when a deadline cancels `execute()`
+        (found by the fault soak)."""
 
-        async def run(r: Redis) -> list[Any]:
-            pipe = r.pipeline(transaction=False)
+        async def run(r: RedisClient) -> list[Any]:
+            pipe: Any = r.pipeline(transaction=False)
             try:
                 add(pipe)
-                return await pipe.execute()
+                return list(await pipe.execute())
             finally:
-                await asyncio.shield(pipe.reset())  # type: ignore[no-untyped-call]
+                if isinstance(pipe, Pipeline):  # a cluster pipeline holds no connection between calls
+                    await asyncio.shield(pipe.reset())  # type: ignore[no-untyped-call]
 
         return await self.redis(op, run, kind)
+
+    def owner_kwargs(self) -> dict[str, Any]:
+        """Send a keyless command (INFO; WAIT or WAITAOF in a pipeline) to the node that holds this namespace; only
+        inside a call passed to `redis`/`pipeline` (the cluster's slot map is known there)."""
+        return self.manager.topology.owner_kwargs(self.manager.client, self.keyspace.index_name)
 
     async def command(self, *args: Any, op: str | None = None) -> Any:
         """One raw command (FT.*, HMGET...) under the breaker and the Redis deadline; `op` names it in errors."""

@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 
 from kb_mcp.errors import IndexMissing, KbError, StartupError
 from kb_mcp.store.context import StoreContext
+from kb_mcp.store.migrate import LegacyLayout
 from kb_mcp.store.replies import index_dim, pairs
 from kb_mcp.store.schema import create_index_args, index_schema
 
@@ -52,13 +53,17 @@ class SearchIndex:
         """The index was dropped: the next `ready()` checks (and creates) it again."""
         self._ready = False
 
-    async def ensure(self) -> None:
-        """Create the index if missing (idempotent, never dropping data); refuse a dimension mismatch."""
+    async def ensure(self, *, check_legacy: bool = True) -> None:
+        """Create the index if missing (idempotent, never dropping data); refuse a dimension mismatch, and a
+        namespace still in the layout before hash tags (`kb-mcp migrate` moves it; `check_legacy=False` is for it)."""
         if self._ready:
             return
         async with self.lock:
             if self._ready:
                 return
+            legacy = LegacyLayout(self._ctx)
+            if check_legacy and await legacy.present():
+                raise legacy.refusal()
             info = await self.info()
             if info is None:
                 try:

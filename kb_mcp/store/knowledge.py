@@ -17,12 +17,14 @@ from kb_mcp.config import Settings
 from kb_mcp.embeddings import KbEmbedding, QueryCache, build_embedding
 from kb_mcp.facts import Fact, FactPage, Scalar, ScoredFact, SearchMode, StoredFact, check_fact_id
 from kb_mcp.redis_manager import AsyncRedisManager
+from kb_mcp.redis_topology import Placement
 from kb_mcp.store.admin import Admin, StoreStats
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.documents import Documents
 from kb_mcp.store.hybrid import Searcher
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.ingest import Ingest
+from kb_mcp.store.migrate import LegacyLayout, MigrationReport
 from kb_mcp.store.scan import iter_keys
 from kb_mcp.store.schema import Keyspace
 from kb_mcp.store.search import Reader
@@ -180,6 +182,14 @@ class KnowledgeStore:
 
     async def rebuild_index(self, wait: bool = True) -> StoreStats:
         return await self._admin.rebuild_index(wait=wait)
+
+    async def placement(self) -> Placement:
+        """The Redis mode, its nodes and the node holding this namespace."""
+        return await self._ctx.manager.placement(self._ctx.keyspace.index_name)
+
+    async def migrate_layout(self) -> MigrationReport:
+        """Move this namespace from the layout before hash tags (`kb-mcp migrate`; idempotent, resumable)."""
+        return await LegacyLayout(self._ctx).migrate(self.index)
 
     async def drop_namespace(self) -> None:
         await self._admin.drop_namespace()

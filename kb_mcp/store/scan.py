@@ -16,8 +16,7 @@ async def iter_keys(ctx: StoreContext, prefix: str | None = None, kind: str = "h
     cursor: int = 0
     match = (prefix or ctx.keyspace.key_prefix) + "*"
     while True:
-        cursor, keys = await ctx.redis("SCAN", lambda r, c=cursor: r.scan(  # type: ignore[misc]
-            cursor=c, match=match, count=SCAN_BATCH, _type=kind))
+        cursor, keys = await ctx.manager.scan(ctx.keyspace.index_name, cursor, match, SCAN_BATCH, kind)
         if keys:
             yield keys
         if cursor == 0:

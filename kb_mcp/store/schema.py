@@ -14,9 +14,16 @@ from kb_mcp.config import Settings
 if TYPE_CHECKING:
     from redisvl.schema import IndexSchema
 
-FACT_KEY = "{ns}:fact:{fact_id}"  # one hash per fact
-DEDUP_KEY = "{ns}:dedup:{content_hash}"  # -> the id of a fact with that content (see writes.PUT_SCRIPT)
-INDEX_NAME = "{ns}:idx"  # RediSearch index over the namespace's fact hashes
+# Every name of a namespace carries the namespace as a hash tag ("{kb}:fact:<id>", "{kb}:idx"): in a Redis Cluster
+# all of a namespace's keys, and its index, sit on one shard (RediSearch 2.10 has no coordinator: an index only sees
+# its own shard's keys), while different namespaces spread over the cluster. One namespace must fit on one shard.
+FACT_KEY = "{{{ns}}}:fact:{fact_id}"  # one hash per fact
+DEDUP_KEY = "{{{ns}}}:dedup:{content_hash}"  # -> the id of a fact with that content (see writes.PUT_SCRIPT)
+INDEX_NAME = "{{{ns}}}:idx"  # RediSearch index over the namespace's fact hashes
+# The layout before hash tags (kb-mcp < 0.3); `kb-mcp migrate` moves a namespace from it (store/migrate.py).
+LEGACY_FACT_KEY = "{ns}:fact:{fact_id}"
+LEGACY_DEDUP_KEY = "{ns}:dedup:{content_hash}"
+LEGACY_INDEX_NAME = "{ns}:idx"
 
 # Fields of one fact's hash (also the record of the LlamaIndex RedisVectorStore index).
 F_ID, F_DOC, F_TEXT, F_VECTOR = "id", "doc_id", "text", "vector"
@@ -28,7 +35,7 @@ TAG_SEPARATOR = ","
 
 @dataclass(frozen=True)
 class Keyspace:
-    """Where one namespace lives: `<ns>:fact:<fact_id>` hashes indexed by `<ns>:idx`."""
+    """Where one namespace lives: `{<ns>}:fact:<fact_id>` hashes indexed by `{<ns>}:idx`."""
 
     namespace: str
 

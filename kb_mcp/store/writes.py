@@ -1,7 +1,8 @@
-"""Writing facts: the one Lua script that puts a fact, the pipelined writer, and durability (WAITAOF).
+"""Writing facts: the one Lua script that puts a fact, the pipelined writer, and durability (WAITAOF, WAIT).
 
-Every write goes through `Writer.write`: one pipeline on one connection, so `WAITAOF` (KB_DURABILITY=fsync) follows
-the writes it must cover on the connection that made them.
+Every write goes through `Writer.write`: one pipeline on one connection, so `WAITAOF` (KB_DURABILITY=fsync) or
+`WAIT` (KB_DURABILITY=replica) follows the writes it must cover on the connection that made them (in a cluster, on
+the node that holds the namespace).
 """
 
 from __future__ import annotations
@@ -111,13 +112,16 @@ class Writer:
         With KB_DURABILITY=fsync, `WAITAOF 1 0` rides the same pipeline: WAITAOF only covers the writes of its own
         connection, so it must follow them on that connection. Returns the replies of the queued writes.
         """
-        fsync = self._ctx.settings.durability == "fsync"
+        durability = self._ctx.settings.durability
         redis_s = self._ctx.settings.timeouts.redis_s
+        wait_ms = int(redis_s * 1000 * 0.8)  # leave the rest of the deadline for the writes themselves
 
         def queue(pipe: Pipeline) -> None:
             add(pipe)
-            if fsync:
-                pipe.execute_command("WAITAOF", 1, 0, int(redis_s * 1000))
+            if durability == "fsync":
+                pipe.execute_command("WAITAOF", 1, 0, wait_ms, **self._ctx.owner_kwargs())
+            elif durability == "replica":
+                pipe.execute_command("WAIT", 1, wait_ms, **self._ctx.owner_kwargs())
 
         try:
             try:
@@ -127,15 +131,17 @@ class Writer:
                     await self._ctx.redis("SCRIPT LOAD", lambda r, s=script: r.script_load(s))  # type: ignore[misc]
                 replies = await self._ctx.pipeline(op, queue)
         except ResponseError as exc:
-            if fsync and "appendonly" in str(exc).lower():
+            if durability == "fsync" and "appendonly" in str(exc).lower():
                 raise StoreUnavailable(f"{op}: KB_DURABILITY=fsync needs AOF on the Redis server (appendonly yes); "
                                        "the write itself was applied") from exc
             raise
-        if fsync:
-            local = int(replies.pop()[0])
-            if local < 1:
-                raise StoreUnavailable(f"{op}: the write was applied but Redis did not confirm the AOF fsync within "
-                                       f"{redis_s:.1f} s (is appendonly on?)")
+        if durability == "fsync" and int(replies.pop()[0]) < 1:
+            raise StoreUnavailable(f"{op}: the write was applied but Redis did not confirm the AOF fsync within "
+                                   f"{wait_ms / 1000:.1f} s (is appendonly on?)")
+        if durability == "replica" and int(replies.pop()) < 1:
+            raise StoreUnavailable(f"{op}: the write was applied on the master but no replica confirmed it within "
+                                   f"{wait_ms / 1000:.1f} s (KB_DURABILITY=replica needs a connected replica)",
+                                   retry_after_s=1.0)
         return replies
 
     def queue_put(self, pipe: Pipeline, fact_id: str, record: Record, mode: PutMode, now: str,
@@ -148,7 +154,8 @@ class Writer:
             args += [name, value]
         # EVALSHA straight into the pipeline: redis-py's Script objects add a SCRIPT EXISTS round trip per
         # execute (and 5.3 leaks the pipeline's connection when that pre-check fails).
-        pipe.evalsha(PUT_SHA, 2, keyspace.key(fact_id), keyspace.dedup_key(chash), *args)  # type: ignore[arg-type]
+        # execute_command, not pipe.evalsha(): redis-py's cluster pipeline refuses the latter (but routes this one).
+        pipe.execute_command("EVALSHA", PUT_SHA, 2, keyspace.key(fact_id), keyspace.dedup_key(chash), *args)
 
     async def put(self, fact_id: str, record: Record, mode: PutMode, now: str, chash: str) -> PutResult:
         """Put one fact (see PUT_SCRIPT for what each mode answers)."""
@@ -182,7 +189,7 @@ class Writer:
         keyspace = self._ctx.keyspace
 
         def add(pipe: Pipeline) -> None:
-            pipe.evalsha(DELETE_SHA, 1, keyspace.key(fact_id), fact_id, keyspace.dedup_prefix)
+            pipe.execute_command("EVALSHA", DELETE_SHA, 1, keyspace.key(fact_id), fact_id, keyspace.dedup_prefix)
 
         (removed,) = await self.write("delete fact", add)
         return bool(removed)

@@ -34,7 +34,7 @@ async def test_store_facts_is_all_or_nothing_and_in_order(settings: Settings, em
         bad = [*batch[:57], {**batch[57], "tags": ["not ok"]}, *batch[58:]]
         refused = await client.call_tool("store_facts", {"facts": bad})
         assert refused.is_error and "facts[57].tags[0]" in text(refused), text(refused)
-        assert await raw_redis.exists(*[k async for k in raw_redis.scan_iter(f"{settings.namespace}:fact:*")] or
+        assert await raw_redis.exists(*[k async for k in raw_redis.scan_iter(f"{{{settings.namespace}}}:fact:*")] or
                                       ["none"]) == 0
         too_long = await client.call_tool("store_facts", {"facts": [{"content": "x" * 40_000}]})
         assert too_long.is_error and "facts[0].content" in text(too_long)
@@ -55,11 +55,11 @@ async def test_expiring_facts_disappear_from_every_read(settings: Settings, embe
         short = await client.call_tool("store_fact", {"content": "In a meeting until 3 pm", "fact_id": "busy",
                                                       "ttl_s": 60})
         assert short.structured_content and short.structured_content["expires_at"]
-        ttl = await raw_redis.pttl(f"{settings.namespace}:fact:busy")
+        ttl = await raw_redis.pttl(f"{{{settings.namespace}}}:fact:busy")
         assert 55_000 < ttl <= 60_000
         got = facts_of(await client.call_tool("get_fact", {"fact_id": "busy"}))
         assert got[0]["expires_at"] == short.structured_content["expires_at"]
-        await raw_redis.pexpire(f"{settings.namespace}:fact:busy", 50)  # the minute passes
+        await raw_redis.pexpire(f"{{{settings.namespace}}}:fact:busy", 50)  # the minute passes
         await asyncio.sleep(0.3)
         assert (await client.call_tool("get_fact", {"fact_id": "busy"})).is_error
         assert facts_of(await client.call_tool("get_fact", {})) == []
@@ -67,7 +67,7 @@ async def test_expiring_facts_disappear_from_every_read(settings: Settings, embe
         await client.call_tool("store_fact", {"content": "Working from home", "fact_id": "where", "ttl_s": 600})
         permanent = await client.call_tool("store_fact", {"content": "Working from home", "fact_id": "where"})
         assert permanent.structured_content and permanent.structured_content["expires_at"] is None
-        assert await raw_redis.pttl(f"{settings.namespace}:fact:where") == -1
+        assert await raw_redis.pttl(f"{{{settings.namespace}}}:fact:where") == -1
         for bad in (59, 315_360_001, "soon"):
             assert (await client.call_tool("store_fact", {"content": "x", "ttl_s": bad})).is_error
 
@@ -163,7 +163,7 @@ async def test_the_new_contracts_over_stdio_and_http(settings: Settings, raw_red
                 "query": "batch fact", "created_after": "2000-01-01", "mode": "keyword"}), "results")
             assert {h["fact_id"] for h in hits} == {"io.1", "io.2"}
             assert (await client.read_resource("kb://stats")).contents
-    await raw_redis.execute_command("FT.DROPINDEX", f"{settings.namespace}:idx", "DD")
+    await raw_redis.execute_command("FT.DROPINDEX", f"{{{settings.namespace}}}:idx", "DD")
 
 
 INSPECTOR_2 = "@modelcontextprotocol/inspector@2"

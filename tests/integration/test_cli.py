@@ -30,7 +30,7 @@ def cleanup(settings: Settings) -> Iterator[None]:
 
     client = redis.Redis.from_url(str(settings.redis_url))  # sync client: test-side cleanup only
     with contextlib.suppress(redis.ResponseError):
-        client.execute_command("FT.DROPINDEX", f"{settings.namespace}:idx", "DD")
+        client.execute_command("FT.DROPINDEX", f"{{{settings.namespace}}}:idx", "DD")
     client.close()
 
 
@@ -91,7 +91,7 @@ def test_ingest_stats_export_import_reindex(settings: Settings, tmp_path: Path, 
     import redis
 
     client = redis.Redis.from_url(str(settings.redis_url))
-    client.execute_command("FT.DROPINDEX", f"{settings.namespace}copy:idx", "DD")
+    client.execute_command("FT.DROPINDEX", f"{{{settings.namespace}copy}}:idx", "DD")
     client.close()
 
 

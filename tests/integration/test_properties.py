@@ -57,7 +57,7 @@ class Harness:
     def __init__(self, settings: Settings, embedding: OnnxMiniLMEmbedding) -> None:
         self.settings = settings
         self.embedding = embedding
-        self.prefix = f"{settings.namespace}:fact:"
+        self.prefix = f"{{{settings.namespace}}}:fact:"
         self.runner = LoopThread()
         self._stop: asyncio.Event | None = None
         self.client: Client | None = None
@@ -74,7 +74,7 @@ class Harness:
             self.client = client
             ready.set()
             await self._stop.wait()
-        await self.redis.execute_command("FT.DROPINDEX", f"{self.settings.namespace}:idx", "DD")
+        await self.redis.execute_command("FT.DROPINDEX", f"{{{self.settings.namespace}}}:idx", "DD")
         await self.redis.aclose()
 
     def call(self, tool: str, args: dict[str, Any]) -> CallToolResult:
@@ -86,7 +86,7 @@ class Harness:
         updated_at, plus the count."""
         async def take() -> dict[bytes, bytes | None]:
             assert self.redis is not None
-            reply = await self.redis.execute_command("FT.SEARCH", f"{self.settings.namespace}:idx", "*",
+            reply = await self.redis.execute_command("FT.SEARCH", f"{{{self.settings.namespace}}}:idx", "*",
                                                      "NOCONTENT", "LIMIT", 0, 10_000)
             keys = sorted(reply[1:])
             pipe = self.redis.pipeline(transaction=False)

@@ -59,7 +59,7 @@ async def test_a_vanished_index_is_recreated_inside_the_call(settings: Settings,
         runner = asyncio.create_task(traffic())
         await asyncio.sleep(0.2)
         if fault == "FT.DROPINDEX":
-            await raw_redis.execute_command("FT.DROPINDEX", f"{settings.namespace}:idx")
+            await raw_redis.execute_command("FT.DROPINDEX", f"{{{settings.namespace}}}:idx")
         else:
             await raw_redis.flushall()
         await asyncio.sleep(0.5)
@@ -91,7 +91,7 @@ async def test_maxmemory_refuses_writes_clearly_and_reads_go_on(redis_server_fac
             assert refused.is_error and "Redis is out of memory (maxmemory)" in text(refused), text(refused)
             assert "delete facts or raise maxmemory" in text(refused)
         assert int((await admin.info("memory"))["used_memory"]) < used * 1.2  # the script never ran
-        assert await admin.exists(f"{make_settings().namespace}:fact:too.many") == 0
+        assert await admin.exists(f"{{{make_settings().namespace}}}:fact:too.many") == 0
         got = await client.call_tool("get_fact", {"fact_id": "kept.0"})
         assert not got.is_error
         found = await client.call_tool("semantic_search", {"query": "kept fact"})

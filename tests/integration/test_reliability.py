@@ -136,7 +136,7 @@ async def test_tenants_only_ever_see_their_own_namespace(settings: Settings, tmp
                 assert refused.is_error and "read-only" in text(refused)
                 refused = await r.call_tool("delete_fact", {"fact_id": "secret"})
                 assert refused.is_error and "read-only" in text(refused)
-            assert await raw_redis.exists(f"alpha{suffix}:fact:secret") == 1
+            assert await raw_redis.exists(f"{{alpha{suffix}}}:fact:secret") == 1
             # HTTP-level limits: oversized bodies are refused, and so are foreign Host headers (DNS rebinding).
             big = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                    "params": {"name": "store_fact", "arguments": {"content": "x" * 2_000_000}}}
@@ -152,7 +152,7 @@ async def test_tenants_only_ever_see_their_own_namespace(settings: Settings, tmp
             if keys:
                 await raw_redis.delete(*keys)
             with contextlib.suppress(aioredis.ResponseError):
-                await raw_redis.execute_command("FT.DROPINDEX", f"{ns}{suffix}:idx")
+                await raw_redis.execute_command("FT.DROPINDEX", f"{{{ns}{suffix}}}:idx")
 
 
 def test_tokens_file_errors_are_clear(settings: Settings, tmp_path: Path) -> None:
@@ -182,7 +182,7 @@ async def test_metrics_port_in_stdio_mode(settings: Settings, raw_redis: aioredi
         assert 'kb_operation_duration_seconds_count{kind="redis"}' in body
         assert 'kb_operation_duration_seconds_count{kind="index"}' in body
         assert "kb_redis_pool_connections_max 50.0" in body
-    await raw_redis.execute_command("FT.DROPINDEX", f"{settings.namespace}:idx", "DD")
+    await raw_redis.execute_command("FT.DROPINDEX", f"{{{settings.namespace}}}:idx", "DD")
 
 
 def test_json_logs_one_line_per_call_without_contents(settings: Settings) -> None:
@@ -203,7 +203,7 @@ def test_json_logs_one_line_per_call_without_contents(settings: Settings) -> Non
 
     async def drop() -> None:
         client = aioredis.Redis.from_url(str(settings.redis_url))
-        await client.execute_command("FT.DROPINDEX", f"{settings.namespace}:idx", "DD")
+        await client.execute_command("FT.DROPINDEX", f"{{{settings.namespace}}}:idx", "DD")
         await client.aclose()
 
     asyncio.run(drop())

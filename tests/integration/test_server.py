@@ -44,7 +44,7 @@ async def client(settings: Settings, embedding: Any, raw_redis: aioredis.Redis) 
     keys = [k async for k in raw_redis.scan_iter(match=f"{settings.namespace}:*")]
     if keys:
         await raw_redis.delete(*keys)
-    await raw_redis.execute_command("FT.DROPINDEX", f"{settings.namespace}:idx")
+    await raw_redis.execute_command("FT.DROPINDEX", f"{{{settings.namespace}}}:idx")
 
 
 async def test_tools_list_names_params_limits_annotations_and_schemas(client: Client) -> None:
@@ -261,7 +261,7 @@ async def test_stdio_subprocess_round_trip(settings: Settings, raw_redis: aiored
         assert found.structured_content and found.structured_content["results"][0]["fact_id"] == "io.1"
         missing = await client.call_tool("get_fact", {"fact_id": "io.2"})
         assert missing.is_error and "fact not found" in text(missing)
-    await raw_redis.execute_command("FT.DROPINDEX", f"{settings.namespace}:idx", "DD")
+    await raw_redis.execute_command("FT.DROPINDEX", f"{{{settings.namespace}}}:idx", "DD")
 
 
 def test_stdout_carries_nothing_but_protocol(settings: Settings) -> None:
@@ -281,7 +281,7 @@ def test_stdout_carries_nothing_but_protocol(settings: Settings) -> None:
     assert "tool=semantic_search outcome=ok" in stderr  # the logs went to stderr
     async def drop() -> None:
         client = aioredis.Redis.from_url(str(settings.redis_url))
-        await client.execute_command("FT.DROPINDEX", f"{settings.namespace}:idx", "DD")
+        await client.execute_command("FT.DROPINDEX", f"{{{settings.namespace}}}:idx", "DD")
         await client.aclose()
     asyncio.run(drop())
 
@@ -320,7 +320,7 @@ async def test_http_with_token(settings: Settings, raw_redis: aioredis.Redis) ->
         assert stats.returncode == 0, stats.stderr
         assert "store_fact" in stats.stdout and "ok 1" in stats.stdout
         assert "kb_circuit_breaker_state: 0" in stats.stdout
-    await raw_redis.execute_command("FT.DROPINDEX", f"{settings.namespace}:idx", "DD")
+    await raw_redis.execute_command("FT.DROPINDEX", f"{{{settings.namespace}}}:idx", "DD")
 
 
 async def test_http_without_token_and_health_when_redis_is_down(settings: Settings,

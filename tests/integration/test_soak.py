@@ -192,12 +192,12 @@ async def test_mixed_load_through_faults(redis_server_factory: Callable[[], Redi
             try:
                 pipe = real.pipeline(transaction=False)
                 for fact_id in run.acked:
-                    pipe.exists(f"{namespace}:fact:{fact_id}")
+                    pipe.exists(f"{{{namespace}}}:fact:{fact_id}")
                 present = await pipe.execute()
                 assert all(present), f"{present.count(0)} acknowledged writes lost"
                 clients = await real.client_list()
                 assert len(clients) <= 51
-                await real.execute_command("FT.DROPINDEX", f"{namespace}:idx", "DD")
+                await real.execute_command("FT.DROPINDEX", f"{{{namespace}}}:idx", "DD")
             finally:
                 await real.aclose()
         finally:

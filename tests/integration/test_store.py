@@ -328,7 +328,8 @@ async def test_index_creation_is_idempotent_and_keeps_data(store: KnowledgeStore
 
 async def test_dimension_mismatch_is_a_clear_startup_error(make_settings: Any, embedding: Any,
                                                            raw_redis: aioredis.Redis, namespace: str) -> None:
-    await raw_redis.execute_command("FT.CREATE", f"{namespace}:idx", "ON", "HASH", "PREFIX", 1, f"{namespace}:fact:",
+    await raw_redis.execute_command("FT.CREATE", f"{{{namespace}}}:idx", "ON", "HASH", "PREFIX", 1,
+                                    f"{{{namespace}}}:fact:",
                                     "SCHEMA", "vector", "VECTOR", "FLAT", 6, "TYPE", "FLOAT32", "DIM", 8,
                                     "DISTANCE_METRIC", "COSINE")
     try:
@@ -336,7 +337,7 @@ async def test_dimension_mismatch_is_a_clear_startup_error(make_settings: Any, e
             async with KnowledgeStore.open(make_settings(), embedding=embedding):
                 pass
     finally:
-        await raw_redis.execute_command("FT.DROPINDEX", f"{namespace}:idx")
+        await raw_redis.execute_command("FT.DROPINDEX", f"{{{namespace}}}:idx")
 
 
 async def test_stats_report_count_index_and_breaker(store: KnowledgeStore) -> None:
