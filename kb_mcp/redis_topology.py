@@ -35,7 +35,7 @@ class Placement(BaseModel):
 
     mode: str
     url: str  # KB_REDIS_URL without credentials
-    nodes: list[str]  # cluster: primaries (with their replicas); sentinel: the master now; standalone: the server
+    nodes: list[str]  # cluster: primaries and replicas; sentinel: the master now and its replicas; standalone: it
     owner: str | None = None  # the node holding the namespace (cluster: its shard's primary; sentinel: the master)
     slot: int | None = None  # cluster: the hash slot of the namespace's tag
 
@@ -142,9 +142,13 @@ class Topology:
                 [f"{n.name} (primary)" for n in primaries] + [f"{n.name} (replica)" for n in replicas]),
                 owner=owner.name, slot=key_slot(key.encode()))
         if self._sentinel is not None:
-            host, port = await self._sentinel.discover_master(self.target.service or "")
+            service = self.target.service or ""
+            host, port = await self._sentinel.discover_master(service)
             master = f"{host}:{port}"
-            return Placement(mode=self.mode, url=self.target.display, nodes=[f"{master} (master)"], owner=master)
+            replicas = [":".join(map(str, address)) + " (replica)"
+                        for address in await self._sentinel.discover_slaves(service)]
+            return Placement(mode=self.mode, url=self.target.display, nodes=[f"{master} (master)", *replicas],
+                             owner=master)
         return Placement(mode=self.mode, url=self.target.display, nodes=[self.where], owner=self.where)
 
     async def aclose(self) -> None:

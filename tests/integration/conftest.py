@@ -18,6 +18,7 @@ from kb_mcp.config import Settings
 from kb_mcp.embeddings import OnnxMiniLMEmbedding
 from kb_mcp.store import KnowledgeStore
 from tests.support.redis import RedisServer, free_port
+from tests.support.topology import LocalCluster, LocalSentinel, owner_client
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +35,31 @@ def redis_url() -> Iterator[str]:
             yield server.url
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[LocalCluster]:
+    """A 3-primary, 3-replica Redis Cluster for the whole session (started on first use; failover tests make
+    their own)."""
+    with tempfile.TemporaryDirectory(prefix="kb-test-cluster-") as tmp:
+        cluster = LocalCluster(Path(tmp))
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def local_sentinel() -> Iterator[LocalSentinel]:
+    """A master, a replica and 3 sentinels for the whole session (started on first use)."""
+    with tempfile.TemporaryDirectory(prefix="kb-test-sentinel-") as tmp:
+        sentinel = LocalSentinel(Path(tmp))
+        sentinel.start()
+        try:
+            yield sentinel
+        finally:
+            sentinel.stop()
 
 
 @pytest.fixture
@@ -85,9 +111,10 @@ async def store(settings: Settings, embedding: OnnxMiniLMEmbedding) -> AsyncIter
 
 
 @pytest.fixture
-async def raw_redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A plain client for assertions and fault injection (not the code under test)."""
-    client = aioredis.Redis.from_url(redis_url)
+async def raw_redis(redis_url: str, namespace: str) -> AsyncIterator[aioredis.Redis]:
+    """A plain client for assertions and fault injection (not the code under test): connected to the server that
+    holds the test's namespace (the cluster shard that owns its slot; the master Sentinel names)."""
+    client = await owner_client(redis_url, namespace)
     try:
         yield client
     finally:

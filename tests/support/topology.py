@@ -1,0 +1,136 @@
+"""A local Redis Cluster (3 primaries + 3 replicas) and a Sentinel set (master, replica, 3 sentinels), started with
+scripts/redis-stack.sh on free loopback ports — real processes, safe to kill -9."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel
+
+from kb_mcp.redis_url import parse_redis_url
+from tests.support.redis import REDIS_SCRIPT
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_run(count: int, *, bus: bool = False, low: int = 20000, high: int = 45000) -> int:
+    """The first of `count` consecutive free ports (and, with `bus`, their cluster bus ports at +10000)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high)
+        ports = list(range(base, base + count))
+        if bus:
+            ports += [p + 10000 for p in ports]
+        if all(_free(p) for p in ports):
+            return base
+    raise RuntimeError("no run of free ports found")
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}  # not the suite's own Redis
+    return {**env, **extra}
+
+
+def kill9(pid_file: Path) -> None:
+    """kill -9 the process named by `pid_file` and wait until it is gone."""
+    pid = int(pid_file.read_text().strip())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                break
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.02)
+    pid_file.unlink(missing_ok=True)
+
+
+class LocalCluster:
+    """`redis-stack.sh cluster`: nodes on base..base+5 (the first three start as primaries)."""
+
+    def __init__(self, root: Path, node_timeout_ms: int = 1500) -> None:
+        self.base = free_port_run(6, bus=True)
+        self.root = root
+        self.env = _env({"REDIS_CLUSTER_PORT": str(self.base), "REDIS_CLUSTER_DIR": str(root),
+                         "REDIS_CLUSTER_NODE_TIMEOUT": str(node_timeout_ms)})
+        self.ports = list(range(self.base, self.base + 6))
+        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:3])
+
+    def _script(self, *args: str) -> None:
+        subprocess.run(["bash", str(REDIS_SCRIPT), "cluster", *args], env=self.env, check=True,
+                       capture_output=True, timeout=300)
+
+    def start(self) -> None:
+        """Start (or restart the dead nodes of) the cluster and wait until it is ok with every replica in sync."""
+        self._script("start")
+
+    def stop(self) -> None:
+        self._script("stop")
+
+    def kill(self, port: int) -> None:
+        kill9(self.root / f"node-{port}" / "redis.pid")
+
+
+class LocalSentinel:
+    """`redis-stack.sh sentinel`: master on base, replica on base+1, sentinels on base+2..base+4."""
+
+    SERVICE = "kb"
+
+    def __init__(self, root: Path, down_after_ms: int = 1000) -> None:
+        self.base = free_port_run(5)
+        self.root = root
+        self.data_ports = [self.base, self.base + 1]
+        self.sentinel_ports = [self.base + 2, self.base + 3, self.base + 4]
+        self.env = _env({"REDIS_SENTINEL_DATA_PORT": str(self.base), "REDIS_SENTINEL_PORT": str(self.base + 2),
+                         "REDIS_SENTINEL_DIR": str(root), "REDIS_SENTINEL_SERVICE": self.SERVICE,
+                         "REDIS_SENTINEL_DOWN_AFTER": str(down_after_ms)})
+        self.url = "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{self.SERVICE}"
+
+    def _script(self, *args: str) -> None:
+        subprocess.run(["bash", str(REDIS_SCRIPT), "sentinel", *args], env=self.env, check=True,
+                       capture_output=True, timeout=300)
+
+    def start(self) -> None:
+        self._script("start")
+
+    def stop(self) -> None:
+        self._script("stop")
+
+    def kill(self, port: int) -> None:
+        kill9(self.root / f"data-{port}" / "redis.pid")
+
+
+async def owner_client(url: str, namespace: str) -> aioredis.Redis:
+    """A plain client of the one server holding `namespace` under `url` (any KB_REDIS_URL mode)."""
+    target = parse_redis_url(url)
+    if target.mode == "standalone":
+        return aioredis.Redis.from_url(url)
+    if target.mode == "cluster":
+        cluster = RedisCluster(host=target.nodes[0][0], port=target.nodes[0][1])
+        try:
+            await cluster.initialize()
+            node = cluster.get_node_from_key(f"{{{namespace}}}:idx")
+            return aioredis.Redis(host=node.host, port=node.port)
+        finally:
+            await cluster.aclose()
+    sentinel = Sentinel(list(target.nodes))
+    host, port = await sentinel.discover_master(target.service or "")
+    for conn in sentinel.sentinels:
+        await conn.aclose()
+    return aioredis.Redis(host=host, port=port, db=target.db)
