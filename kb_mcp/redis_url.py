@@ -30,7 +30,7 @@ class RedisTarget:
     """A parsed KB_REDIS_URL. `url` is the original (it may hold a password: never print it; see `display`)."""
 
     mode: Mode
-    url: str
+    url: str = field(repr=False)
     nodes: tuple[tuple[str, int], ...]
     tls: bool = False
     db: int = 0

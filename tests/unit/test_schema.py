@@ -18,15 +18,18 @@ from kb_mcp.store.writes import PUT_SCRIPT
 
 def test_keyspace_layout() -> None:
     ks = Keyspace("team-a")
-    assert (ks.index_name, ks.key_prefix, ks.key("user.tz")) == ("team-a:idx", "team-a:fact:", "team-a:fact:user.tz")
-    assert ks.fact_id(b"team-a:fact:user.tz") == "user.tz"
+    assert (ks.index_name, ks.key_prefix, ks.key("user.tz")) == ("{team-a}:idx", "{team-a}:fact:",
+                                                                 "{team-a}:fact:user.tz")
+    assert ks.dedup_key("abc") == "{team-a}:dedup:abc"  # one hash tag: one cluster slot for all of a namespace
+    assert ks.fact_id(b"{team-a}:fact:user.tz") == "user.tz"
 
 
 def test_ft_create_comes_from_the_one_schema() -> None:
     settings = Settings(hnsw_m=16, hnsw_ef_construction=200, hnsw_ef_runtime=50)
     schema = index_schema(Keyspace("ns"), settings, 384)
-    args = [str(getattr(a, "value", a)) for a in create_index_args(schema, "ns:fact:")]
-    assert args[:9] == ["FT.CREATE", "ns:idx", "ON", "HASH", "PREFIX", "1", "ns:fact:", "STOPWORDS", "0"]
+    args = [str(getattr(a, "value", a)) for a in create_index_args(schema, Keyspace("ns").key_prefix)]
+    assert args[:9] == ["FT.CREATE", "{ns}:idx", "ON", "HASH", "PREFIX", "1", "{ns}:fact:", "STOPWORDS",
+                         "0"]
     fields = args[args.index("SCHEMA") + 1:]
     for name in (F_TEXT, F_TAGS, F_CREATED, F_VECTOR):
         assert name in fields

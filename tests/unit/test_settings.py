@@ -12,7 +12,7 @@ from kb_mcp.config import Settings, describe_validation_error
     ("KB_TIMEOUT_REDIS", "0", "greater than 0"),
     ("KB_TIMEOUT_REDIS", "soon", "valid number"),
     ("KB_VECTOR_ALGORITHM", "ivf", "hnsw"),
-    ("KB_REDIS_URL", "http://localhost", "scheme"),
+    ("KB_REDIS_URL", "http://localhost", "must start with redis://"),
     ("KB_NAMESPACE", "has space", "pattern"),
     ("KB_DURABILITY", "always", "fsync"),
     ("KB_TIMEOUT_TOOL", "soon", "valid number"),
