@@ -8,10 +8,11 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from kb_mcp.config import Settings
 from kb_mcp.errors import KbError
+from kb_mcp.redis_topology import RedisClient
 from kb_mcp.store.replies import as_text, pairs
 from kb_mcp.timeouts import bounded
 
@@ -51,26 +52,42 @@ async def run_doctor(settings: Settings) -> int:
         try:
             rtt = await manager.ping()
             checks.append(Check("redis", "ok", f"{manager.where} answers PING in {rtt * 1000:.1f} ms"))
-            info = await manager.run("INFO", lambda r: r.info("server"))
+            store = backend.store(settings.namespace)
+            placement = await store.placement()
+            checks.append(Check("deployment", "ok", f"{placement.mode}: {', '.join(placement.nodes)}; namespace "
+                                                    f"{settings.namespace!r} on {placement.owner}"
+                                                    + (f" (slot {placement.slot})" if placement.slot is not None
+                                                       else "")))
+            key = store.index_name  # server-wide questions go to the node holding the namespace
+
+            def on_owner(r: RedisClient) -> dict[str, Any]:
+                return manager.topology.owner_kwargs(r, key)
+
+            info = await manager.run("INFO", lambda r: r.info("server", **on_owner(r)))
             version = str(info.get("redis_version", "?"))
             major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
             checks.append(Check("redis version", "ok" if major_minor >= (7, 2) else "warn",
                                 f"{version}" + ("" if major_minor >= (7, 2) else
                                                 " (KB_DURABILITY=fsync needs WAITAOF, Redis >= 7.2)")))
-            modules = await manager.execute("MODULE", "LIST")
+            modules = await manager.run("MODULE LIST", lambda r: r.execute_command("MODULE", "LIST", **on_owner(r)))
             names = {_module_name(m): _module_ver(m) for m in modules}
             search = names.get("search") or names.get("ft")
             checks.append(Check("search module", "ok" if search else "fail",
                                 f"RediSearch {search}" if search else
                                 "not loaded: kb-mcp needs Redis Stack (scripts/redis-stack.sh start)"))
-            aof = await manager.run("CONFIG GET", lambda r: r.config_get("appendonly"))
+            aof = await manager.run("CONFIG GET", lambda r: r.config_get("appendonly", **on_owner(r)))
             on = str(aof.get("appendonly", aof.get(b"appendonly", b"no"))) in ("yes", "b'yes'")
-            fsync = await manager.run("CONFIG GET", lambda r: r.config_get("appendfsync"))
+            fsync = await manager.run("CONFIG GET", lambda r: r.config_get("appendfsync", **on_owner(r)))
             checks.append(Check("persistence (AOF)", "ok" if on else "warn",
                                 f"appendonly yes, appendfsync {_val(fsync, 'appendfsync')}" if on else
                                 "appendonly no: a Redis crash loses recent writes (CONFIG SET appendonly yes)"))
+            replication = await manager.run("INFO", lambda r: r.info("replication", **on_owner(r)))
+            replicas = int(replication.get("connected_slaves", 0))
+            wants_replica = settings.durability == "replica"
+            checks.append(Check("replicas", "fail" if wants_replica and replicas < 1 else "ok",
+                                f"{replicas} connected to the namespace's master" + (
+                                    " (KB_DURABILITY=replica: every write waits for one)" if wants_replica else "")))
             if search and embedding is not None:
-                store = backend.store(settings.namespace)
                 await store.ensure_index()
                 stats = await store.stats()
                 checks.append(Check("index", "ok", f"{stats.index}: {stats.facts} facts, {stats.index_state}, "

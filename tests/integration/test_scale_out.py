@@ -22,10 +22,10 @@ from redis.asyncio.cluster import RedisCluster
 
 from kb_mcp.config import Settings
 from kb_mcp.embeddings import OnnxMiniLMEmbedding
-from kb_mcp.errors import KbError, StartupError
+from kb_mcp.errors import KbError, OperationTimeout, StartupError
 from kb_mcp.store import KnowledgeStore
 from tests.support.mcp import KB_MCP, http_server, kb_env, text
-from tests.support.topology import LocalCluster, LocalSentinel
+from tests.support.topology import LocalCluster, LocalSentinel, owner_client
 
 pytestmark = pytest.mark.anyio
 
@@ -303,5 +303,30 @@ async def test_old_layout_is_refused_then_migrated_with_vectors(settings: Settin
             dup = await store.store_fact("legacy fact 3 about rivers")  # dedup pointers moved too
             assert not dup.created
             assert [k async for k in raw_redis.scan_iter(match=f"{settings.namespace}:*")] == []
+        finally:
+            await store.drop_namespace()
+
+
+async def test_cluster_deadlines_leave_no_connection_behind(local_cluster: LocalCluster, namespace: str,
+                                                            embedding: OnnxMiniLMEmbedding) -> None:
+    """A deadline that cancels a cluster call mid-reply must not strand its connection: redis-py 5.3's cluster
+    client keeps such a connection checked out for good, so with 3 connections per node three stalls would
+    otherwise leave the namespace's shard unreachable ("Too many connections") until a restart."""
+    settings = Settings(redis_url=local_cluster.url, namespace=namespace, redis_max_connections=3,
+                        timeout_redis=0.3, breaker_threshold=1000)
+    async with KnowledgeStore.open(settings, embedding=embedding) as store:
+        try:
+            await store.store_fact("stalls come and go", fact_id="x")
+            owner = await owner_client(local_cluster.url, namespace)
+            try:
+                for _ in range(3):
+                    await owner.execute_command("CLIENT", "PAUSE", 700, "ALL")
+                    stalled = await asyncio.gather(*(store.get_fact("x") for _ in range(6)), return_exceptions=True)
+                    assert all(isinstance(r, OperationTimeout) for r in stalled), stalled
+                    await asyncio.sleep(0.8)  # the pause ends by itself (UNPAUSE would wait behind it)
+            finally:
+                await owner.aclose()
+            after = await asyncio.gather(*(store.get_fact("x") for _ in range(30)))
+            assert {fact.content for fact in after} == {"stalls come and go"}
         finally:
             await store.drop_namespace()
