@@ -6,9 +6,10 @@ message naming the variable to fix (see `describe_validation_error`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -109,6 +110,13 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Settings:
+        """A copy with `update` applied; values derived from the fields (cached properties) are derived again."""
+        copy = super().model_copy(update=update, deep=deep)
+        for name in DERIVED:
+            copy.__dict__.pop(name, None)
+        return copy
+
     @cached_property
     def redis_target(self) -> RedisTarget:
         """KB_REDIS_URL read: the deployment mode, its nodes and credentials."""
@@ -122,6 +130,7 @@ class Settings(BaseSettings):
         )
 
 
+DERIVED = ("redis_target", "timeouts")  # Settings' cached properties
 SECRET_FIELDS = {"redis_url", "auth_token", "embedding_api_key"}  # their values may hold passwords: never echoed
 
 

@@ -330,3 +330,25 @@ async def test_cluster_deadlines_leave_no_connection_behind(local_cluster: Local
             assert {fact.content for fact in after} == {"stalls come and go"}
         finally:
             await store.drop_namespace()
+
+
+@pytest.mark.parametrize("kind", ["cluster", "sentinel"])
+async def test_passwords_work_in_every_mode(kind: str, namespace: str, embedding: OnnxMiniLMEmbedding) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"kb-auth-{kind}-") as tmp:
+        deployment = (LocalCluster(Path(tmp), password="s3cret-pw") if kind == "cluster"
+                      else LocalSentinel(Path(tmp), password="s3cret-pw"))
+        deployment.start()
+        try:
+            settings = Settings(redis_url=deployment.url, namespace=namespace, durability="replica")
+            async with KnowledgeStore.open(settings, embedding=embedding) as store:
+                await store.store_fact("guarded by a password", fact_id="pw")
+                assert (await store.semantic_search("password"))[0].fact_id == "pw"
+                assert (await store.stats()).placement.mode == kind  # type: ignore[union-attr]
+            wrong = settings.model_copy(update={"redis_url": deployment.url.replace("s3cret-pw", "wrong")})
+            async with KnowledgeStore.open(wrong, embedding=embedding) as store:
+                with pytest.raises(KbError) as info:
+                    await store.get_fact("pw")
+                assert "wrong" not in str(info.value)
+                assert any(word in str(info.value) for word in ("password", "AUTH", "authentication")), info.value
+        finally:
+            deployment.stop()

@@ -64,13 +64,14 @@ def kill9(pid_file: Path) -> None:
 class LocalCluster:
     """`redis-stack.sh cluster`: nodes on base..base+5 (the first three start as primaries)."""
 
-    def __init__(self, root: Path, node_timeout_ms: int = 1500) -> None:
+    def __init__(self, root: Path, node_timeout_ms: int = 1500, password: str = "") -> None:
         self.base = free_port_run(6, bus=True)
         self.root = root
         self.env = _env({"REDIS_CLUSTER_PORT": str(self.base), "REDIS_CLUSTER_DIR": str(root),
-                         "REDIS_CLUSTER_NODE_TIMEOUT": str(node_timeout_ms)})
+                         "REDIS_CLUSTER_NODE_TIMEOUT": str(node_timeout_ms), "REDIS_PASSWORD": password})
         self.ports = list(range(self.base, self.base + 6))
-        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:3])
+        auth = f":{password}@" if password else ""
+        self.url = f"redis+cluster://{auth}" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:3])
 
     def _script(self, *args: str) -> None:
         subprocess.run(["bash", str(REDIS_SCRIPT), "cluster", *args], env=self.env, check=True,
@@ -92,15 +93,17 @@ class LocalSentinel:
 
     SERVICE = "kb"
 
-    def __init__(self, root: Path, down_after_ms: int = 1000) -> None:
+    def __init__(self, root: Path, down_after_ms: int = 1000, password: str = "") -> None:
         self.base = free_port_run(5)
         self.root = root
         self.data_ports = [self.base, self.base + 1]
         self.sentinel_ports = [self.base + 2, self.base + 3, self.base + 4]
         self.env = _env({"REDIS_SENTINEL_DATA_PORT": str(self.base), "REDIS_SENTINEL_PORT": str(self.base + 2),
                          "REDIS_SENTINEL_DIR": str(root), "REDIS_SENTINEL_SERVICE": self.SERVICE,
-                         "REDIS_SENTINEL_DOWN_AFTER": str(down_after_ms)})
-        self.url = "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{self.SERVICE}"
+                         "REDIS_SENTINEL_DOWN_AFTER": str(down_after_ms), "REDIS_PASSWORD": password})
+        auth = f":{password}@" if password else ""
+        self.url = (f"redis+sentinel://{auth}" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+                    + f"/{self.SERVICE}")
 
     def _script(self, *args: str) -> None:
         subprocess.run(["bash", str(REDIS_SCRIPT), "sentinel", *args], env=self.env, check=True,

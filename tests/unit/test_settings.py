@@ -43,3 +43,10 @@ def test_the_timeouts_policy_comes_from_the_four_variables(monkeypatch: pytest.M
     t = Settings().timeouts
     assert (t.redis_s, t.file_s, t.index_s, t.tool_s) == (1.5, 5.0, 10.0, 20.0)
     assert (t.limit_s("redis"), t.limit_s("file"), t.limit_s("index")) == (1.5, 5.0, 10.0)
+
+
+def test_a_copy_derives_its_url_and_timeouts_again() -> None:
+    settings = Settings(redis_url="redis://a:1/0", timeout_redis=1.0)
+    assert (settings.redis_target.nodes, settings.timeouts.redis_s) == ((("a", 1),), 1.0)
+    copy = settings.model_copy(update={"redis_url": "redis+cluster://b:2", "timeout_redis": 3.0})
+    assert (copy.redis_target.mode, copy.redis_target.nodes, copy.timeouts.redis_s) == ("cluster", (("b", 2),), 3.0)
