@@ -157,7 +157,7 @@ async def _read_vectors(store: Any) -> tuple[np.ndarray[Any, Any], list[str]]:
 
 async def _floors(store: Any, queries: list[str]) -> Result:
     """What kb-mcp cannot beat: the model alone, RediSearch alone, and redis.asyncio alone vs our manager."""
-    from redis.asyncio import BlockingConnectionPool, Redis
+    from kb_mcp.redis_topology import Topology
 
     embed = [await timed(store.embedding.aembed([q])) for q in queries]
     vectors = (await store.embedding.aembed(queries)).astype(np.float32)
@@ -167,13 +167,12 @@ async def _floors(store: Any, queries: list[str]) -> Result:
         knn.append(await timed(client.execute_command(
             "FT.SEARCH", store.index_name, "*=>[KNN 5 @vector $v AS d]", "PARAMS", 2, "v", vec.tobytes(),
             "SORTBY", "d", "RETURN", 1, "id", "DIALECT", 2)))
-    url = str(store.settings.redis_url)
-    raw = Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=50))
-    key = f"{store.namespace}:benchkey"
+    raw = Topology(store.settings).client  # plain redis-py for the same KB_REDIS_URL, without the manager
+    key = f"{{{store.namespace}}}:benchkey"  # on the namespace's shard
 
     async def raw_op(i: int) -> None:
-        await raw.execute_command("HSET", f"{key}:{i % 100}", "a", "1", "b", "2")  # type: ignore[no-untyped-call]
-        await raw.execute_command("HGETALL", f"{key}:{i % 100}")  # type: ignore[no-untyped-call]
+        await raw.execute_command("HSET", f"{key}:{i % 100}", "a", "1", "b", "2")
+        await raw.execute_command("HGETALL", f"{key}:{i % 100}")
 
     async def managed_op(i: int) -> None:
         k = f"{key}:{i % 100}"
