@@ -30,8 +30,8 @@ def redis_url() -> Iterator[str]:
         return
     with tempfile.TemporaryDirectory(prefix="kb-test-redis-") as tmp:
         server = RedisServer(free_port(), Path(tmp) / "data")
-        server.start()
         try:
+            server.start()
             yield server.url
         finally:
             server.stop()
@@ -43,8 +43,8 @@ def local_cluster() -> Iterator[LocalCluster]:
     their own)."""
     with tempfile.TemporaryDirectory(prefix="kb-test-cluster-") as tmp:
         cluster = LocalCluster(Path(tmp))
-        cluster.start()
         try:
+            cluster.start()
             yield cluster
         finally:
             cluster.stop()
@@ -55,8 +55,8 @@ def local_sentinel() -> Iterator[LocalSentinel]:
     """A master, a replica and 3 sentinels for the whole session (started on first use)."""
     with tempfile.TemporaryDirectory(prefix="kb-test-sentinel-") as tmp:
         sentinel = LocalSentinel(Path(tmp))
-        sentinel.start()
         try:
+            sentinel.start()
             yield sentinel
         finally:
             sentinel.stop()

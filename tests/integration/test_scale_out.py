@@ -177,8 +177,8 @@ async def check_failover(store: KnowledgeStore, kill: Callable[[int], None], res
 def private_cluster() -> Iterator[LocalCluster]:
     with tempfile.TemporaryDirectory(prefix="kb-failover-cluster-") as tmp:
         cluster = LocalCluster(Path(tmp), node_timeout_ms=1000)
-        cluster.start()
         try:
+            cluster.start()
             yield cluster
         finally:
             cluster.stop()
@@ -188,8 +188,8 @@ def private_cluster() -> Iterator[LocalCluster]:
 def private_sentinel() -> Iterator[LocalSentinel]:
     with tempfile.TemporaryDirectory(prefix="kb-failover-sentinel-") as tmp:
         sentinel = LocalSentinel(Path(tmp), down_after_ms=1000)
-        sentinel.start()
         try:
+            sentinel.start()
             yield sentinel
         finally:
             sentinel.stop()
@@ -337,8 +337,8 @@ async def test_passwords_work_in_every_mode(kind: str, namespace: str, embedding
     with tempfile.TemporaryDirectory(prefix=f"kb-auth-{kind}-") as tmp:
         deployment = (LocalCluster(Path(tmp), password="s3cret-pw") if kind == "cluster"
                       else LocalSentinel(Path(tmp), password="s3cret-pw"))
-        deployment.start()
         try:
+            deployment.start()
             settings = Settings(redis_url=deployment.url, namespace=namespace, durability="replica")
             async with KnowledgeStore.open(settings, embedding=embedding) as store:
                 await store.store_fact("guarded by a password", fact_id="pw")
