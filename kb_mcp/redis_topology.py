@@ -40,6 +40,14 @@ class Placement(BaseModel):
     slot: int | None = None  # cluster: the hash slot of the namespace's tag
 
 
+def tls_kwargs(target: RedisTarget) -> dict[str, Any]:
+    """The URL's ssl_* options as redis-py's keyword arguments (standalone URLs carry them to redis-py as they are)."""
+    options: dict[str, Any] = dict(target.tls_options)
+    if "ssl_check_hostname" in options:
+        options["ssl_check_hostname"] = options["ssl_check_hostname"].lower() in ("1", "true", "yes")
+    return options
+
+
 class Topology:
     """The client of one KB_REDIS_URL and the few things that depend on the mode."""
 
@@ -62,7 +70,7 @@ class Topology:
             "username": self.target.username,
             "password": self.target.password,
         }
-        tls: dict[str, Any] = {"ssl": True} if self.target.tls else {}
+        tls: dict[str, Any] = {"ssl": True, **tls_kwargs(self.target)} if self.target.tls else {}
         self._sentinel: Sentinel | None = None
         self.client: RedisClient
         if self.mode == "cluster":

@@ -7,7 +7,8 @@
     rediss+cluster://, rediss+sentinel://                   the same over TLS
 
 The user and password are the data nodes' (every mode); `?sentinel_password=...` (and `sentinel_username`) are the
-sentinels' own, when they have any. A foundation module: nothing of kb-mcp is imported here.
+sentinels' own, when they have any. TLS options ride in the query in every mode, as redis-py names them:
+`?ssl_ca_certs=/etc/kb/ca.crt&ssl_certfile=...&ssl_keyfile=...&ssl_cert_reqs=required`. A foundation module: nothing of kb-mcp is imported here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ SCHEMES: dict[str, tuple[Mode, bool]] = {
     "redis+cluster": ("cluster", False), "rediss+cluster": ("cluster", True),
     "redis+sentinel": ("sentinel", False), "rediss+sentinel": ("sentinel", True),
 }
+TLS_OPTIONS = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
 DEFAULT_PORTS: dict[Mode, int] = {"standalone": 6379, "cluster": 6379, "sentinel": 26379}
 
 
@@ -39,6 +41,7 @@ class RedisTarget:
     password: str | None = field(default=None, repr=False)
     sentinel_username: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
+    tls_options: tuple[tuple[str, str], ...] = ()  # the ssl_* query parameters
 
     @property
     def display(self) -> str:
@@ -82,6 +85,7 @@ def parse_redis_url(url: str) -> RedisTarget:
         username=unquote(username) or None, password=unquote(password) or None,
         sentinel_username=query.get("sentinel_username") or None,
         sentinel_password=query.get("sentinel_password") or None,
+        tls_options=tuple(sorted((k, v) for k, v in query.items() if k in TLS_OPTIONS)),
     )
 
 

@@ -25,7 +25,8 @@ from kb_mcp.embeddings import OnnxMiniLMEmbedding
 from kb_mcp.errors import KbError, OperationTimeout, StartupError
 from kb_mcp.store import KnowledgeStore
 from tests.support.mcp import KB_MCP, http_server, kb_env, text
-from tests.support.topology import LocalCluster, LocalSentinel, owner_client
+from tests.support.redis import RedisServer, free_port
+from tests.support.topology import LocalCluster, LocalSentinel, make_tls_dir, owner_client
 
 pytestmark = pytest.mark.anyio
 
@@ -350,5 +351,36 @@ async def test_passwords_work_in_every_mode(kind: str, namespace: str, embedding
                     await store.get_fact("pw")
                 assert "wrong" not in str(info.value)
                 assert any(word in str(info.value) for word in ("password", "AUTH", "authentication")), info.value
+        finally:
+            deployment.stop()
+
+
+@pytest.mark.parametrize("kind", ["standalone", "cluster", "sentinel"])
+async def test_tls_works_in_every_mode(kind: str, namespace: str, embedding: OnnxMiniLMEmbedding) -> None:
+    """TLS only (no plain port) for clients, replication, the cluster bus and the sentinels; kb-mcp trusts the
+    throw-away CA through the URL's ssl_ca_certs."""
+    with tempfile.TemporaryDirectory(prefix=f"kb-tls-{kind}-") as tmp:
+        tls = make_tls_dir(Path(tmp) / "tls")
+        deployment: LocalCluster | LocalSentinel | RedisServer
+        if kind == "cluster":
+            deployment = LocalCluster(Path(tmp) / "data", tls_dir=tls)
+        elif kind == "sentinel":
+            deployment = LocalSentinel(Path(tmp) / "data", tls_dir=tls)
+        else:
+            deployment = RedisServer(free_port(), Path(tmp) / "data", tls_dir=tls)
+        try:
+            deployment.start()
+            settings = Settings(redis_url=deployment.url, namespace=namespace, durability="replica"
+                                if kind != "standalone" else "none")
+            assert settings.redis_target.tls
+            async with KnowledgeStore.open(settings, embedding=embedding) as store:
+                await store.store_fact("sent over TLS only", fact_id="tls")
+                assert (await store.semantic_search("transport security"))[0].fact_id == "tls"
+                assert (await store.stats()).placement.mode == kind  # type: ignore[union-attr]
+            plain = settings.model_copy(update={"redis_url": deployment.url.replace("rediss", "redis", 1)
+                                                .split("?")[0], "timeout_redis": 0.5})
+            async with KnowledgeStore.open(plain, embedding=embedding) as store:
+                with pytest.raises(KbError):  # the same servers refuse a plain-text client
+                    await store.get_fact("tls")
         finally:
             deployment.stop()

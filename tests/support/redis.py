@@ -22,13 +22,16 @@ def free_port() -> int:
 class RedisServer:
     """A private Redis Stack on a free loopback port, with its own data dir (AOF on) — safe to pause or kill."""
 
-    def __init__(self, port: int, data_dir: Path) -> None:
+    def __init__(self, port: int, data_dir: Path, tls_dir: Path | None = None) -> None:
         self.port = port
         self.data_dir = data_dir
-        self.url = f"redis://127.0.0.1:{port}/0"
+        self.tls_dir = tls_dir  # TLS only, with the certificates in it (see redis-stack.sh REDIS_TLS_DIR)
+        self.url = (f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={tls_dir / 'ca.crt'}" if tls_dir
+                    else f"redis://127.0.0.1:{port}/0")
 
     def _script(self, *args: str, **env: str) -> None:
-        full = {**os.environ, "REDIS_PORT": str(self.port), "REDIS_DATA_DIR": str(self.data_dir), **env}
+        full = {**os.environ, "REDIS_PORT": str(self.port), "REDIS_DATA_DIR": str(self.data_dir),
+                "REDIS_TLS_DIR": str(self.tls_dir or ""), **env}
         subprocess.run(["bash", str(REDIS_SCRIPT), *args], env=full, check=True, capture_output=True, timeout=300)
 
     def start(self, *, wait: bool = True, extra_args: str = "") -> None:

@@ -61,17 +61,39 @@ def kill9(pid_file: Path) -> None:
     pid_file.unlink(missing_ok=True)
 
 
+def make_tls_dir(path: Path) -> Path:
+    """A throw-away CA and a server certificate for 127.0.0.1 (ca.crt, server.crt, server.key), as
+    redis-stack.sh's REDIS_TLS_DIR wants them."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    path.mkdir(parents=True, exist_ok=True)
+    ca.cert_pem.write_to_path(str(path / "ca.crt"))
+    cert.private_key_pem.write_to_path(str(path / "server.key"))
+    cert.cert_chain_pems[0].write_to_path(str(path / "server.crt"))
+    return path
+
+
+def _tls(tls_dir: Path | None) -> tuple[str, str]:
+    """URL scheme and query for a deployment with or without TLS."""
+    return ("rediss", f"?ssl_ca_certs={tls_dir / 'ca.crt'}") if tls_dir else ("redis", "")
+
+
 class LocalCluster:
     """`redis-stack.sh cluster`: nodes on base..base+5 (the first three start as primaries)."""
 
-    def __init__(self, root: Path, node_timeout_ms: int = 1500, password: str = "") -> None:
+    def __init__(self, root: Path, node_timeout_ms: int = 1500, password: str = "", tls_dir: Path | None = None
+                 ) -> None:
         self.base = free_port_run(6, bus=True)
         self.root = root
         self.env = _env({"REDIS_CLUSTER_PORT": str(self.base), "REDIS_CLUSTER_DIR": str(root),
-                         "REDIS_CLUSTER_NODE_TIMEOUT": str(node_timeout_ms), "REDIS_PASSWORD": password})
+                         "REDIS_CLUSTER_NODE_TIMEOUT": str(node_timeout_ms), "REDIS_PASSWORD": password,
+                         "REDIS_TLS_DIR": str(tls_dir or "")})
         self.ports = list(range(self.base, self.base + 6))
         auth = f":{password}@" if password else ""
-        self.url = f"redis+cluster://{auth}" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:3])
+        scheme, query = _tls(tls_dir)
+        self.url = (f"{scheme}+cluster://{auth}" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:3]) + query)
 
     def _script(self, *args: str) -> None:
         subprocess.run(["bash", str(REDIS_SCRIPT), "cluster", *args], env=self.env, check=True,
@@ -93,17 +115,20 @@ class LocalSentinel:
 
     SERVICE = "kb"
 
-    def __init__(self, root: Path, down_after_ms: int = 1000, password: str = "") -> None:
+    def __init__(self, root: Path, down_after_ms: int = 1000, password: str = "", tls_dir: Path | None = None
+                 ) -> None:
         self.base = free_port_run(5)
         self.root = root
         self.data_ports = [self.base, self.base + 1]
         self.sentinel_ports = [self.base + 2, self.base + 3, self.base + 4]
         self.env = _env({"REDIS_SENTINEL_DATA_PORT": str(self.base), "REDIS_SENTINEL_PORT": str(self.base + 2),
                          "REDIS_SENTINEL_DIR": str(root), "REDIS_SENTINEL_SERVICE": self.SERVICE,
-                         "REDIS_SENTINEL_DOWN_AFTER": str(down_after_ms), "REDIS_PASSWORD": password})
+                         "REDIS_SENTINEL_DOWN_AFTER": str(down_after_ms), "REDIS_PASSWORD": password,
+                         "REDIS_TLS_DIR": str(tls_dir or "")})
         auth = f":{password}@" if password else ""
-        self.url = (f"redis+sentinel://{auth}" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
-                    + f"/{self.SERVICE}")
+        scheme, query = _tls(tls_dir)
+        self.url = (f"{scheme}+sentinel://{auth}" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+                    + f"/{self.SERVICE}" + query)
 
     def _script(self, *args: str) -> None:
         subprocess.run(["bash", str(REDIS_SCRIPT), "sentinel", *args], env=self.env, check=True,
