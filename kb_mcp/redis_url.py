@@ -8,7 +8,8 @@
 
 The user and password are the data nodes' (every mode); `?sentinel_password=...` (and `sentinel_username`) are the
 sentinels' own, when they have any. TLS options ride in the query in every mode, as redis-py names them:
-`?ssl_ca_certs=/etc/kb/ca.crt&ssl_certfile=...&ssl_keyfile=...&ssl_cert_reqs=required`. A foundation module: nothing of kb-mcp is imported here.
+`?ssl_ca_certs=/etc/kb/ca.crt&ssl_certfile=...&ssl_keyfile=...&ssl_cert_reqs=required`.
+A foundation module: nothing of kb-mcp is imported here.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from kb_mcp.config import Settings
 from kb_mcp.embeddings import OnnxMiniLMEmbedding
 from kb_mcp.store import KnowledgeStore
 from tests.support.redis import RedisServer, free_port
-from tests.support.topology import LocalCluster, LocalSentinel, owner_client
+from tests.support.topology import LocalCluster, LocalSentinel, owner_client, running
 
 
 @pytest.fixture(scope="session")
@@ -41,25 +41,15 @@ def redis_url() -> Iterator[str]:
 def local_cluster() -> Iterator[LocalCluster]:
     """A 3-primary, 3-replica Redis Cluster for the whole session (started on first use; failover tests make
     their own)."""
-    with tempfile.TemporaryDirectory(prefix="kb-test-cluster-") as tmp:
-        cluster = LocalCluster(Path(tmp))
-        try:
-            cluster.start()
-            yield cluster
-        finally:
-            cluster.stop()
+    with running(LocalCluster, "kb-test-cluster-") as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")
 def local_sentinel() -> Iterator[LocalSentinel]:
     """A master, a replica and 3 sentinels for the whole session (started on first use)."""
-    with tempfile.TemporaryDirectory(prefix="kb-test-sentinel-") as tmp:
-        sentinel = LocalSentinel(Path(tmp))
-        try:
-            sentinel.start()
-            yield sentinel
-        finally:
-            sentinel.stop()
+    with running(LocalSentinel, "kb-test-sentinel-") as sentinel:
+        yield sentinel
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from kb_mcp.errors import KbError, OperationTimeout, StartupError
 from kb_mcp.store import KnowledgeStore
 from tests.support.mcp import KB_MCP, http_server, kb_env, text
 from tests.support.redis import RedisServer, free_port
-from tests.support.topology import LocalCluster, LocalSentinel, make_tls_dir, owner_client
+from tests.support.topology import LocalCluster, LocalSentinel, make_tls_dir, owner_client, running
 
 pytestmark = pytest.mark.anyio
 
@@ -174,42 +173,15 @@ async def check_failover(store: KnowledgeStore, kill: Callable[[int], None], res
     return load
 
 
-@pytest.fixture
-def private_cluster() -> Iterator[LocalCluster]:
-    with tempfile.TemporaryDirectory(prefix="kb-failover-cluster-") as tmp:
-        cluster = LocalCluster(Path(tmp), node_timeout_ms=1000)
-        try:
-            cluster.start()
-            yield cluster
-        finally:
-            cluster.stop()
-
-
-@pytest.fixture
-def private_sentinel() -> Iterator[LocalSentinel]:
-    with tempfile.TemporaryDirectory(prefix="kb-failover-sentinel-") as tmp:
-        sentinel = LocalSentinel(Path(tmp), down_after_ms=1000)
-        try:
-            sentinel.start()
-            yield sentinel
-        finally:
-            sentinel.stop()
-
-
-async def test_cluster_primary_killed_under_traffic(private_cluster: LocalCluster,
-                                                    embedding: OnnxMiniLMEmbedding) -> None:
-    settings = Settings(redis_url=private_cluster.url, namespace="failover", durability="replica",
-                        breaker_cooldown=1.0)
-    async with KnowledgeStore.open(settings, embedding=embedding) as store:
-        await check_failover(store, private_cluster.kill, private_cluster.start)
-
-
-async def test_sentinel_master_killed_under_traffic(private_sentinel: LocalSentinel,
-                                                    embedding: OnnxMiniLMEmbedding) -> None:
-    settings = Settings(redis_url=private_sentinel.url, namespace="failover", durability="replica",
-                        breaker_cooldown=1.0)
-    async with KnowledgeStore.open(settings, embedding=embedding) as store:
-        await check_failover(store, private_sentinel.kill, private_sentinel.start)
+@pytest.mark.parametrize("kind", ["cluster", "sentinel"])
+async def test_the_namespaces_master_killed_under_traffic(kind: str, embedding: OnnxMiniLMEmbedding) -> None:
+    """kill -9 of the cluster primary holding the namespace, or of the Sentinel master (failure detection 1 s)."""
+    fast = {"node_timeout_ms": 1000} if kind == "cluster" else {"down_after_ms": 1000}
+    with running(deployment_of(kind, **fast), f"kb-failover-{kind}-") as deployment:
+        settings = Settings(redis_url=deployment.url, namespace="failover", durability="replica",
+                            breaker_cooldown=1.0)
+        async with KnowledgeStore.open(settings, embedding=embedding) as store:
+            await check_failover(store, deployment.kill, deployment.start)  # type: ignore[union-attr]
 
 
 class Alternate(httpx2.AsyncBaseTransport):
@@ -333,54 +305,55 @@ async def test_cluster_deadlines_leave_no_connection_behind(local_cluster: Local
             await store.drop_namespace()
 
 
+def deployment_of(kind: str, **options: Any) -> Callable[[Path], LocalCluster | LocalSentinel | RedisServer]:
+    """How to make a deployment of `kind` in a folder (`tls=True`: TLS only, with a throw-away CA there)."""
+    def make(root: Path) -> LocalCluster | LocalSentinel | RedisServer:
+        if options.pop("tls", False):
+            options["tls_dir"] = make_tls_dir(root / "tls")
+        if kind == "cluster":
+            return LocalCluster(root / "data", **options)
+        if kind == "sentinel":
+            return LocalSentinel(root / "data", **options)
+        return RedisServer(free_port(), root / "data", **options)
+
+    return make
+
+
+async def check_round_trip(url: str, namespace: str, embedding: OnnxMiniLMEmbedding, kind: str) -> Settings:
+    """Store, search and stats through `url` (with KB_DURABILITY=replica where there is a replica)."""
+    settings = Settings(redis_url=url, namespace=namespace,
+                        durability="replica" if kind != "standalone" else "none")
+    async with KnowledgeStore.open(settings, embedding=embedding) as store:
+        await store.store_fact("kept safe on the wire and at the door", fact_id="safe")
+        assert (await store.semantic_search("safety on the wire"))[0].fact_id == "safe"
+        assert (await store.stats()).placement.mode == kind  # type: ignore[union-attr]
+    return settings
+
+
+async def refused(settings: Settings, embedding: OnnxMiniLMEmbedding) -> str:
+    """The error a store with these settings gets for a read."""
+    async with KnowledgeStore.open(settings, embedding=embedding) as store:
+        with pytest.raises(KbError) as info:
+            await store.get_fact("safe")
+    return str(info.value)
+
+
 @pytest.mark.parametrize("kind", ["cluster", "sentinel"])
 async def test_passwords_work_in_every_mode(kind: str, namespace: str, embedding: OnnxMiniLMEmbedding) -> None:
-    with tempfile.TemporaryDirectory(prefix=f"kb-auth-{kind}-") as tmp:
-        deployment = (LocalCluster(Path(tmp), password="s3cret-pw") if kind == "cluster"
-                      else LocalSentinel(Path(tmp), password="s3cret-pw"))
-        try:
-            deployment.start()
-            settings = Settings(redis_url=deployment.url, namespace=namespace, durability="replica")
-            async with KnowledgeStore.open(settings, embedding=embedding) as store:
-                await store.store_fact("guarded by a password", fact_id="pw")
-                assert (await store.semantic_search("password"))[0].fact_id == "pw"
-                assert (await store.stats()).placement.mode == kind  # type: ignore[union-attr]
-            wrong = settings.model_copy(update={"redis_url": deployment.url.replace("s3cret-pw", "wrong")})
-            async with KnowledgeStore.open(wrong, embedding=embedding) as store:
-                with pytest.raises(KbError) as info:
-                    await store.get_fact("pw")
-                assert "wrong" not in str(info.value)
-                assert any(word in str(info.value) for word in ("password", "AUTH", "authentication")), info.value
-        finally:
-            deployment.stop()
+    with running(deployment_of(kind, password="s3cret-pw"), f"kb-auth-{kind}-") as deployment:
+        settings = await check_round_trip(deployment.url, namespace, embedding, kind)
+        error = await refused(settings.model_copy(update={"redis_url": deployment.url.replace("s3cret-pw", "wrong")}),
+                              embedding)
+        assert "wrong" not in error
+        assert any(word in error for word in ("password", "AUTH", "authentication")), error
 
 
 @pytest.mark.parametrize("kind", ["standalone", "cluster", "sentinel"])
 async def test_tls_works_in_every_mode(kind: str, namespace: str, embedding: OnnxMiniLMEmbedding) -> None:
     """TLS only (no plain port) for clients, replication, the cluster bus and the sentinels; kb-mcp trusts the
     throw-away CA through the URL's ssl_ca_certs."""
-    with tempfile.TemporaryDirectory(prefix=f"kb-tls-{kind}-") as tmp:
-        tls = make_tls_dir(Path(tmp) / "tls")
-        deployment: LocalCluster | LocalSentinel | RedisServer
-        if kind == "cluster":
-            deployment = LocalCluster(Path(tmp) / "data", tls_dir=tls)
-        elif kind == "sentinel":
-            deployment = LocalSentinel(Path(tmp) / "data", tls_dir=tls)
-        else:
-            deployment = RedisServer(free_port(), Path(tmp) / "data", tls_dir=tls)
-        try:
-            deployment.start()
-            settings = Settings(redis_url=deployment.url, namespace=namespace, durability="replica"
-                                if kind != "standalone" else "none")
-            assert settings.redis_target.tls
-            async with KnowledgeStore.open(settings, embedding=embedding) as store:
-                await store.store_fact("sent over TLS only", fact_id="tls")
-                assert (await store.semantic_search("transport security"))[0].fact_id == "tls"
-                assert (await store.stats()).placement.mode == kind  # type: ignore[union-attr]
-            plain = settings.model_copy(update={"redis_url": deployment.url.replace("rediss", "redis", 1)
-                                                .split("?")[0], "timeout_redis": 0.5})
-            async with KnowledgeStore.open(plain, embedding=embedding) as store:
-                with pytest.raises(KbError):  # the same servers refuse a plain-text client
-                    await store.get_fact("tls")
-        finally:
-            deployment.stop()
+    with running(deployment_of(kind, tls=True), f"kb-tls-{kind}-") as deployment:
+        settings = await check_round_trip(deployment.url, namespace, embedding, kind)
+        assert settings.redis_target.tls
+        plain = deployment.url.replace("rediss", "redis", 1).split("?")[0]
+        await refused(settings.model_copy(update={"redis_url": plain, "timeout_redis": 0.5}), embedding)

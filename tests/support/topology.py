@@ -8,8 +8,12 @@ import random
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -17,6 +21,8 @@ from redis.asyncio.sentinel import Sentinel
 
 from kb_mcp.redis_url import parse_redis_url
 from tests.support.redis import REDIS_SCRIPT
+
+T = TypeVar("T")
 
 
 def _free(port: int) -> bool:
@@ -80,68 +86,77 @@ def _tls(tls_dir: Path | None) -> tuple[str, str]:
     return ("rediss", f"?ssl_ca_certs={tls_dir / 'ca.crt'}") if tls_dir else ("redis", "")
 
 
-class LocalCluster:
-    """`redis-stack.sh cluster`: nodes on base..base+5 (the first three start as primaries)."""
+class LocalTopology:
+    """A topology of `redis-stack.sh <kind>` on free loopback ports; `start` is idempotent and restarts dead nodes,
+    `kill` is kill -9 of the data node on `port`."""
 
-    def __init__(self, root: Path, node_timeout_ms: int = 1500, password: str = "", tls_dir: Path | None = None
-                 ) -> None:
-        self.base = free_port_run(6, bus=True)
+    kind = ""
+    node_dir = ""  # the data dir of a node, by port
+
+    def __init__(self, root: Path, env: dict[str, str], password: str, tls_dir: Path | None) -> None:
         self.root = root
-        self.env = _env({"REDIS_CLUSTER_PORT": str(self.base), "REDIS_CLUSTER_DIR": str(root),
-                         "REDIS_CLUSTER_NODE_TIMEOUT": str(node_timeout_ms), "REDIS_PASSWORD": password,
-                         "REDIS_TLS_DIR": str(tls_dir or "")})
-        self.ports = list(range(self.base, self.base + 6))
-        auth = f":{password}@" if password else ""
-        scheme, query = _tls(tls_dir)
-        self.url = (f"{scheme}+cluster://{auth}" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:3]) + query)
-
-    def _script(self, *args: str) -> None:
-        subprocess.run(["bash", str(REDIS_SCRIPT), "cluster", *args], env=self.env, check=True,
-                       capture_output=True, timeout=300)
+        self.env = _env({**env, "REDIS_PASSWORD": password, "REDIS_TLS_DIR": str(tls_dir or "")})
+        scheme, self._query = _tls(tls_dir)
+        self._prefix = f"{scheme}+{self.kind}://" + (f":{password}@" if password else "")
 
     def start(self) -> None:
-        """Start (or restart the dead nodes of) the cluster and wait until it is ok with every replica in sync."""
+        """Start (or restart the dead nodes) and wait until every replica is in sync."""
         self._script("start")
 
     def stop(self) -> None:
         self._script("stop")
 
     def kill(self, port: int) -> None:
-        kill9(self.root / f"node-{port}" / "redis.pid")
+        kill9(self.root / self.node_dir.format(port=port) / "redis.pid")
+
+    def _script(self, *args: str) -> None:
+        subprocess.run(["bash", str(REDIS_SCRIPT), self.kind, *args], env=self.env, check=True,
+                       capture_output=True, timeout=300)
 
 
-class LocalSentinel:
+class LocalCluster(LocalTopology):
+    """`redis-stack.sh cluster`: nodes on base..base+5 (the first three start as primaries)."""
+
+    kind, node_dir = "cluster", "node-{port}"
+
+    def __init__(self, root: Path, node_timeout_ms: int = 1500, password: str = "", tls_dir: Path | None = None
+                 ) -> None:
+        self.base = free_port_run(6, bus=True)
+        super().__init__(root, {"REDIS_CLUSTER_PORT": str(self.base), "REDIS_CLUSTER_DIR": str(root),
+                                "REDIS_CLUSTER_NODE_TIMEOUT": str(node_timeout_ms)}, password, tls_dir)
+        self.ports = list(range(self.base, self.base + 6))
+        self.url = self._prefix + ",".join(f"127.0.0.1:{p}" for p in self.ports[:3]) + self._query
+
+
+class LocalSentinel(LocalTopology):
     """`redis-stack.sh sentinel`: master on base, replica on base+1, sentinels on base+2..base+4."""
 
+    kind, node_dir = "sentinel", "data-{port}"
     SERVICE = "kb"
 
     def __init__(self, root: Path, down_after_ms: int = 1000, password: str = "", tls_dir: Path | None = None
                  ) -> None:
         self.base = free_port_run(5)
-        self.root = root
+        super().__init__(root, {"REDIS_SENTINEL_DATA_PORT": str(self.base), "REDIS_SENTINEL_PORT": str(self.base + 2),
+                                "REDIS_SENTINEL_DIR": str(root), "REDIS_SENTINEL_SERVICE": self.SERVICE,
+                                "REDIS_SENTINEL_DOWN_AFTER": str(down_after_ms)}, password, tls_dir)
         self.data_ports = [self.base, self.base + 1]
         self.sentinel_ports = [self.base + 2, self.base + 3, self.base + 4]
-        self.env = _env({"REDIS_SENTINEL_DATA_PORT": str(self.base), "REDIS_SENTINEL_PORT": str(self.base + 2),
-                         "REDIS_SENTINEL_DIR": str(root), "REDIS_SENTINEL_SERVICE": self.SERVICE,
-                         "REDIS_SENTINEL_DOWN_AFTER": str(down_after_ms), "REDIS_PASSWORD": password,
-                         "REDIS_TLS_DIR": str(tls_dir or "")})
-        auth = f":{password}@" if password else ""
-        scheme, query = _tls(tls_dir)
-        self.url = (f"{scheme}+sentinel://{auth}" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
-                    + f"/{self.SERVICE}" + query)
+        self.url = (self._prefix + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{self.SERVICE}"
+                    + self._query)
 
-    def _script(self, *args: str) -> None:
-        subprocess.run(["bash", str(REDIS_SCRIPT), "sentinel", *args], env=self.env, check=True,
-                       capture_output=True, timeout=300)
 
-    def start(self) -> None:
-        self._script("start")
-
-    def stop(self) -> None:
-        self._script("stop")
-
-    def kill(self, port: int) -> None:
-        kill9(self.root / f"data-{port}" / "redis.pid")
+@contextmanager
+def running(make: Callable[[Path], T], prefix: str) -> Iterator[T]:
+    """A topology (or server) made in a temporary folder by `make`, started, and stopped at the end (also when
+    its start failed half-way)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        deployment = make(Path(tmp))
+        try:
+            deployment.start()  # type: ignore[attr-defined]
+            yield deployment
+        finally:
+            deployment.stop()  # type: ignore[attr-defined]
 
 
 async def owner_client(url: str, namespace: str) -> aioredis.Redis:
