@@ -32,12 +32,14 @@ def test_meaning_is_captured(embedding: OnnxMiniLMEmbedding) -> None:
 async def test_concurrent_requests_are_coalesced_and_exact(embedding: OnnxMiniLMEmbedding) -> None:
     texts = [item.query for item in generate(120)]
     runs = 0
+    alone: list[bool] = []
     encode = embedding._coalescer._encode
 
-    def counting(batch: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+    def counting(batch: list[str], solo: bool) -> np.ndarray:  # type: ignore[type-arg]
         nonlocal runs
         runs += 1
-        return encode(batch)
+        alone.append(solo)
+        return encode(batch, solo)
 
     embedding._coalescer._encode = counting
     try:
@@ -45,8 +47,16 @@ async def test_concurrent_requests_are_coalesced_and_exact(embedding: OnnxMiniLM
     finally:
         embedding._coalescer._encode = encode
     assert runs <= 4, runs  # 120 concurrent requests -> a few batched ONNX runs, not 120
+    assert not any(alone)  # batches run on the session that never spin-waits
     expected = embedding.embed(texts)
     assert np.abs(np.concatenate(results) - expected).max() < 1e-4
+    embedding._coalescer._encode = counting
+    try:
+        single = await embedding.aembed([texts[0]])  # one query, nothing waiting: the spinning session
+    finally:
+        embedding._coalescer._encode = encode
+    assert alone[-1] is True
+    assert np.abs(single[0] - expected[0]).max() < 1e-4  # both sessions give the same vector
 
 
 async def test_a_caller_that_gives_up_does_not_hurt_the_others(embedding: OnnxMiniLMEmbedding) -> None:
