@@ -41,7 +41,7 @@ class KbEmbedding(BaseEmbedding):
         """Rows of unit-length float32 vectors, one per text."""
         raise NotImplementedError
 
-    def embed(self, texts: list[str]) -> Vectors:  # pragma: no cover - abstract
+    def embed(self, texts: list[str], *, alone: bool = False) -> Vectors:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def tokens(self, text: str) -> list[Any]:
@@ -185,8 +185,9 @@ class OnnxMiniLMEmbedding(KbEmbedding):
         ids: list[Any] = self._tokenizer.encode(text, add_special_tokens=False).ids
         return ids
 
-    def embed(self, texts: list[str]) -> Vectors:
-        return self._encode(texts, alone=False)
+    def embed(self, texts: list[str], *, alone: bool = False) -> Vectors:
+        """Synchronously (the caller's thread); `alone` runs one query on the spin-waiting session."""
+        return self._encode(texts, alone)
 
     def _encode(self, texts: list[str], alone: bool) -> Vectors:
         session = self._solo if alone else self._session
@@ -254,7 +255,7 @@ class OpenAICompatibleEmbedding(KbEmbedding):
         unit: Vectors = (matrix / np.clip(norms, 1e-12, None)).astype(np.float32)
         return unit
 
-    def embed(self, texts: list[str]) -> Vectors:
+    def embed(self, texts: list[str], *, alone: bool = False) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         try:

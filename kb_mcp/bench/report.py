@@ -64,7 +64,33 @@ def markdown(report: Result) -> str:
     row("recall@10 of the served index vs exact", lambda r: r["recall"]["recall_at_10_vs_exact"])
     row("paraphrase recall@1 (query -> its fact)", lambda r: r["recall"]["paraphrase_recall_at_1"])
     row("kb-mcp server peak RSS, MB", lambda r: round(r["server_rss_mb"]))
+    lines += ["", *floor_breakdown(report)]
     return "\n".join(lines) + "\n"
+
+
+def floor_breakdown(report: Result) -> list[str]:
+    """Single-client p50 against the sum of its floors, per transport, measured in the same run: the protocol's
+    own round trip, the model alone (synchronous), a raw KNN (or a raw HSET of a fact hash, for stores)."""
+    lines = ["Floor breakdown, 1 client, p50 ms (ratio = kb-mcp / sum of floors):", "",
+             "| facts | transport | ping | embedding | raw KNN | floors | search (vector) | ratio | search (hybrid) | "
+             "ratio | raw HSET | store floors | store_fact | ratio |", "|" + "---|" * 14]
+    for r in report["runs"]:
+        floors = r.get("floors", {})
+        for transport in ("stdio", "http"):
+            side = r.get(transport, {})
+            try:
+                ping, embed = side["protocol_ping_ms"]["p50"], floors["embedding_alone_sync_ms"]["p50"]
+                knn, hset = floors["ft_search_knn_ms"]["p50"], floors["hset_fact_ms"]["p50"]
+                vector = side["semantic_search_vector_1_client_ms"]["p50"]
+                hybrid = side["semantic_search_1_client_ms"]["p50"]
+                store = side["store_fact_1_client_ms"]["p50"]
+            except KeyError:
+                continue
+            search_floor, store_floor = ping + embed + knn, ping + embed + hset
+            lines.append(f"| {r['facts']:,} | {transport} | {ping} | {embed} | {knn} | {search_floor:.2f} | {vector} | "
+                         f"{vector / search_floor:.2f}x | {hybrid} | {hybrid / search_floor:.2f}x | {hset} | "
+                         f"{store_floor:.2f} | {store} | {store / store_floor:.2f}x |")
+    return lines
 
 
 def plot(report: Result, path: Path) -> None:

@@ -160,6 +160,11 @@ async def _floors(store: Any, queries: list[str]) -> Result:
     from kb_mcp.redis_topology import Topology
 
     embed = [await timed(store.embedding.aembed([q])) for q in queries]
+    plain = []  # the model alone: synchronous, no executor, no coalescing (what a peer embedding inline pays)
+    for q in queries:
+        started = time.perf_counter()
+        store.embedding.embed([q], alone=True)
+        plain.append((time.perf_counter() - started) * 1000)
     vectors = (await store.embedding.aembed(queries)).astype(np.float32)
     client = store.manager.client
     knn: list[float] = []
@@ -185,9 +190,16 @@ async def _floors(store: Any, queries: list[str]) -> Result:
         raw_ops = max(raw_ops, await ops_per_s(raw_op, concurrency=50, seconds=2) * 2)
         managed_ops = max(managed_ops, await ops_per_s(managed_op, concurrency=50, seconds=2) * 2)
     await raw.delete(*[f"{key}:{i}" for i in range(100)])
+    record_key = f"{{{store.namespace}}}:benchrecord"  # a fact-sized hash, written raw: the write floor
+    blob = vectors[0].tobytes()
+    hset = [await timed(raw.execute_command("HSET", record_key, "text", q, "vector", blob, "tags", "a,b",
+                                            "metadata", "{}", "created_at", "1", "updated_at", "1"))
+            for q in queries]
+    await raw.delete(record_key)
     await raw.aclose()
     return {
-        "embedding_ms": pcts(embed), "ft_search_knn_ms": pcts(knn),
+        "embedding_ms": pcts(embed), "embedding_alone_sync_ms": pcts(plain), "hset_fact_ms": pcts(hset),
+        "ft_search_knn_ms": pcts(knn),
         "raw_redis_ops_per_s": round(raw_ops), "manager_ops_per_s": round(managed_ops),
         "manager_overhead_pct": round((raw_ops / managed_ops - 1) * 100, 1),
     }
@@ -233,6 +245,8 @@ async def _over_mcp(url: str, items: list[Item], levels: list[int], args: argpar
         search = [await timed(ok(client.call_tool("semantic_search", {"query": rng.choice(queries)})))
                   for _ in tqdm(range(args.queries), desc="search, 1 client", file=sys.stderr)]
         result["semantic_search_1_client_ms"] = pcts(search)
+        result["semantic_search_vector_1_client_ms"] = pcts([await timed(ok(client.call_tool(
+            "semantic_search", {"query": rng.choice(queries), "mode": "vector"}))) for _ in range(args.queries)])
         get = [await timed(ok(client.call_tool("get_fact", {"fact_id": f"b{rng.randrange(len(items))}"})))
                for _ in range(args.queries)]
         result["get_fact_by_id_ms"] = pcts(get)
@@ -248,6 +262,7 @@ async def _over_mcp(url: str, items: list[Item], levels: list[int], args: argpar
                 for i in range(100)]}))
         result["store_facts_batch_100_facts_per_s"] = round(100 * batches / (time.perf_counter() - started), 1)
         result["store_fact_facts_per_s"] = round(1000 / statistics.mean(store), 1)
+    result["protocol_ping_ms"] = await _ping(url, args.queries)
     levels_out = []
     for clients in levels:
         level = await _closed_loop(url, clients, args.seconds, lambda r: ("semantic_search", {
@@ -258,6 +273,17 @@ async def _over_mcp(url: str, items: list[Item], levels: list[int], args: argpar
     result["store_fact_10_clients"] = await _closed_loop(url, 10, args.seconds, lambda r: ("store_fact", {
         "content": f"concurrent store {next(counter)} {r.random()}"}), "store, 10 clients")
     return result
+
+
+async def _ping(target: Any, n: int) -> Result:
+    """The protocol's own round trip: `ping` (no tool, no store). The 2026-07-28 protocol dropped ping, so this
+    one session speaks the initialize-handshake (legacy) protocol; the transport and JSON-RPC work are the same."""
+    from mcp import Client
+
+    async with Client(target, mode="legacy") as client:
+        for _ in range(20):
+            await client.send_ping()
+        return pcts([await timed(client.send_ping()) for _ in range(n)])
 
 
 async def _fsync_cost(url: str, items: list[Item], n: int, rng: random.Random) -> Result:
@@ -317,6 +343,11 @@ async def _stdio(settings: Settings, items: list[Item], n: int, rng: random.Rand
             await client.call_tool("semantic_search", {"query": rng.choice(items).query})
         times = [await timed(ok(client.call_tool("semantic_search", {"query": rng.choice(items).query})))
                  for _ in range(n)]
-    return {"semantic_search_1_client_ms": pcts(times)}
+        vector = [await timed(ok(client.call_tool("semantic_search", {"query": rng.choice(items).query,
+                                                                      "mode": "vector"}))) for _ in range(n)]
+        store = [await timed(ok(client.call_tool("store_fact", {
+            "content": f"stdio store {i}: {rng.choice(items).fact}", "fact_id": f"io{i}"}))) for i in range(n)]
+    return {"semantic_search_1_client_ms": pcts(times), "semantic_search_vector_1_client_ms": pcts(vector),
+            "store_fact_1_client_ms": pcts(store), "protocol_ping_ms": await _ping(params, n)}
 
 
