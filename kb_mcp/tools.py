@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kb_mcp.budget import Fitted, fit
 from kb_mcp.errors import InvalidInput
@@ -34,12 +34,31 @@ from kb_mcp.frame import AppState, tool_call
 from kb_mcp.store import StoreStats
 
 
-class SimilarOut(BaseModel):
+def lean_schema(schema: dict[str, Any]) -> None:
+    """Output schemas in their plainest JSON Schema form: an `anyOf` of bare types becomes one `type` list
+    (`{"type": ["string", "null"]}`). Same meaning, but a client that validates every result against the schema (the
+    Python SDK does, with jsonschema) checks it in one step instead of one sub-schema per branch."""
+    for value in list(schema.values()):
+        if isinstance(value, dict):
+            lean_schema(value)
+    options = schema.get("anyOf")
+    if isinstance(options, list) and options and all(isinstance(o, dict) and set(o) == {"type"} for o in options):
+        del schema["anyOf"]
+        schema["type"] = [o["type"] for o in options]
+
+
+class LeanSchema(BaseModel):
+    """A result model whose JSON Schema is made lean (see `lean_schema`)."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: lean_schema(schema))
+
+
+class SimilarOut(LeanSchema):
     fact_id: str
     similarity: float
 
 
-class StoreFactResult(BaseModel):
+class StoreFactResult(LeanSchema):
     fact_id: str
     created: bool = Field(description="False when an existing fact was updated or identical content already existed")
     created_at: str
@@ -50,7 +69,7 @@ class StoreFactResult(BaseModel):
         "store with its fact_id to update it instead of keeping both"))
 
 
-class StoreFactsResult(BaseModel):
+class StoreFactsResult(LeanSchema):
     results: list[StoreFactResult] = Field(description="One per input fact, in input order")
 
 
@@ -64,7 +83,7 @@ class FactIn(BaseModel):
     ttl_s: TtlSeconds = None
 
 
-class FactOut(BaseModel):
+class FactOut(LeanSchema):
     fact_id: str
     content: str
     metadata: dict[str, Scalar]
@@ -77,12 +96,12 @@ class FactOut(BaseModel):
                                                                 "the fact by fact_id for all of it")
 
 
-class GetFactResult(BaseModel):
+class GetFactResult(LeanSchema):
     facts: list[FactOut]
     next_cursor: str | None = Field(default=None, description="Pass as cursor to get the next page; null at the end")
 
 
-class SearchHit(BaseModel):
+class SearchHit(LeanSchema):
     fact_id: str
     content: str
     metadata: dict[str, Scalar]
@@ -96,11 +115,11 @@ class SearchHit(BaseModel):
     content_chars: int | None = Field(default=None, description="The full content length when truncated")
 
 
-class SearchResult(BaseModel):
+class SearchResult(LeanSchema):
     results: list[SearchHit]
 
 
-class DeleteResult(BaseModel):
+class DeleteResult(LeanSchema):
     fact_id: str
     deleted: bool = Field(description="False when there was no such fact (deleting is idempotent)")
 

@@ -15,6 +15,7 @@ from kb_mcp.facts import (
     MAX_BATCH,
     Fact,
     Scalar,
+    SimilarFact,
     StoredFact,
     check_content,
     check_fact_id,
@@ -95,8 +96,12 @@ class Ingest:
 
     async def _store(self, batch: list[Incoming]) -> list[StoredFact]:
         await self._index.ready()
-        # Without an id, existing identical content is the answer (and gets the new tags/metadata).
-        found = await asyncio.gather(*(self._reader.find_by_hash(p.chash) for p in batch if p.fact_id is None))
+        # Without an id, existing identical content is the answer (and gets the new tags/metadata). The model works
+        # while Redis is asked: a new fact, the usual case, waits for the slower of the two, not for both (an
+        # identical one wastes its embedding).
+        found, embedded = await asyncio.gather(
+            asyncio.gather(*(self._reader.find_by_hash(p.chash) for p in batch if p.fact_id is None)),
+            self._ctx.embed([p.content for p in batch], "embed facts"))
         existing: dict[int, Fact] = {}
         lookups = iter(found)
         for i, p in enumerate(batch):
@@ -104,34 +109,37 @@ class Ingest:
             if hit is not None:
                 existing[i] = hit
         fresh = [i for i in range(len(batch)) if i not in existing]
-        vectors: Any = await self._ctx.embed([batch[i].content for i in fresh], "embed facts") if fresh else []
         now_s = time.time()
         now = format_ts(now_s)
         writes: list[tuple[str, Record, PutMode]] = []
-        for j, i in enumerate(fresh):
+        for i in fresh:
             p = batch[i]
             target = p.fact_id if p.fact_id is not None else derived_id(p.chash)
             expires = format_ts(now_s + p.ttl_s) if p.ttl_s else None
-            record = build_record(target, p.content, p.metadata, p.tags, vector_bytes(vectors[j]), updated_at=now,
+            record = build_record(target, p.content, p.metadata, p.tags, vector_bytes(embedded[i]), updated_at=now,
                                   expires_at=expires)
             mode: PutMode = "upsert" if p.fact_id is not None else "create"
             writes.append((target, record, mode))
-        puts = await self._writer.put_many([(t, r, m, now, batch[i].chash) for (t, r, m), i in zip(writes, fresh,
-                                                                                                  strict=True)])
+        # The similar-facts KNN needs only the vector: it runs beside the write instead of after it.
+        puts, similar = await asyncio.gather(
+            self._writer.put_many([(t, r, m, now, batch[i].chash) for (t, r, m), i in zip(writes, fresh, strict=True)]),
+            self._similar({i: (embedded[i], target) for (target, _, _), i in zip(writes, fresh, strict=True)}))
         results: dict[int, StoredFact] = {}
-        for (target, record, mode), i, put, vector in zip(writes, fresh, puts, vectors, strict=True):
+        for (target, record, mode), i, put in zip(writes, fresh, puts, strict=True):
             p = batch[i]
             if put.owner is not None or (put.status == 0 and mode == "create"):  # stored meanwhile: a dedup hit
                 existing[i] = await self._reader.get_fact(put.owner or target)
             elif put.status < 0:  # the derived id is taken by other content: a random id, one fact at a time
-                results[i] = await self._store_under_new_id(p, vector_bytes(vector), now)
+                results[i] = await self._store_under_new_id(p, vector_bytes(embedded[i]), now)
             else:
                 results[i] = StoredFact(fact_id=target, created=bool(put.status), updated_at=to_datetime(now),
                                         created_at=to_datetime(put.created_at),
                                         expires_at=to_datetime(record[F_EXPIRES]) if p.ttl_s else None)
         for i, fact in existing.items():
             results[i] = await self._merge(fact, batch[i].metadata, batch[i].tags)
-        await self._add_similar(results, {i: vectors[j] for j, i in enumerate(fresh)})
+        for i, near in similar.items():
+            if i in results and i not in existing:
+                results[i].similar = [s for s in near if s.fact_id != results[i].fact_id]
         return [results[i] for i in range(len(batch))]
 
     async def _store_under_new_id(self, p: Incoming, vector: bytes, now: str) -> StoredFact:
@@ -145,14 +153,14 @@ class Ingest:
                                   updated_at=to_datetime(now), expires_at=to_datetime(expires) if expires else None)
         raise RuntimeError("could not allocate a fact id")  # pragma: no cover - three uuid collisions
 
-    async def _add_similar(self, results: dict[int, StoredFact], vectors: dict[int, Any]) -> None:
-        """Up to 3 OTHER facts at least KB_SIMILAR_THRESHOLD close, found with the vector already computed for the
-        write (one KNN each, no model call): the agent can update one of them instead of storing a paraphrase."""
+    async def _similar(self, written: dict[int, tuple[Any, str]]) -> dict[int, list[SimilarFact]]:
+        """Up to 3 OTHER facts at least KB_SIMILAR_THRESHOLD close to each written one (index -> (vector, fact id)),
+        found with the vector already computed for the write (one KNN each, no model call): the agent can update one
+        of them instead of storing a paraphrase."""
         threshold = self._ctx.settings.similar_threshold
-        found = await asyncio.gather(*(self._searcher.similar(vectors[i], results[i].fact_id, threshold)
-                                       for i in vectors))
-        for i, similar in zip(vectors, found, strict=True):
-            results[i].similar = similar
+        found = await asyncio.gather(*(self._searcher.similar(vector, fact_id, threshold)
+                                       for vector, fact_id in written.values()))
+        return dict(zip(written, found, strict=True))
 
     async def _merge(self, existing: Fact, metadata: dict[str, Scalar], tags: list[str]) -> StoredFact:
         """A dedup hit keeps the existing fact and adds the new tags and metadata to it (new metadata values win),
