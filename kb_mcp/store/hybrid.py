@@ -61,6 +61,7 @@ SEARCH_DEADLINE: TimeoutKind = "index"
 ALL_FACTS = "*"  # the document-frequency cache's entry for the number of facts
 DF_TTL_S = 60.0  # document frequencies move slowly: one count per word per minute is plenty
 DF_CACHE_MAX = 10_000
+COMMON_SHARE = 0.02  # a word in more than this share of the facts is left out of the full-text query
 
 
 @dataclass(frozen=True)
@@ -233,11 +234,11 @@ class Searcher:
         pipeline, the document frequency of each word not counted in the last minute. Returns the hits and the
         IDF weight of every query word that some fact contains."""
         terms = content_terms(query)
-        words = any_word_query(terms)
+        now = time.monotonic()
+        words = any_word_query(self._informative(terms, now))
         if words is None:
             return [], {}
         q = " ".join([words, *tag_clauses(tags), *time_clauses(window.after_s, window.before_s)])
-        now = time.monotonic()
         uncounted = [t for t in [ALL_FACTS, *terms] if self._df.get(t, (0, 0.0))[1] <= now]
         name = self._index.name
 
@@ -266,6 +267,22 @@ class Searcher:
                                  bm25=score, expires_at=as_text(fields.get(F_EXPIRES)),
                                  ranks={"keyword": len(out) + 1}, vector=fields.get(F_VECTOR)))
         return out, weights
+
+    def _informative(self, terms: list[str], now: float) -> list[str]:
+        """The query words worth a full-text search: not those (counted in the last minute) that a large share of
+        the facts contain. Such a word adds little to a fact's evidence (evidence is still computed from every word),
+        yet RediSearch would score every fact holding it: measured, the keyword side cost 2.3 ms at 100,000 facts.
+        Uncounted and absent words stay (a word stored a second ago must still be found); if no word left is known
+        to occur at all, the two rarest common ones come back, so a name shared by many facts still finds them."""
+        total = self._df.get(ALL_FACTS, (0, 0.0))
+        if total[1] <= now or total[0] <= 0:
+            return terms
+        counted = {t: self._df[t][0] for t in terms if t in self._df and self._df[t][1] > now}
+        common = [t for t in terms if counted.get(t, 0) > COMMON_SHARE * total[0]]
+        kept = [t for t in terms if t not in common]
+        if common and not any(counted.get(t, 0) > 0 for t in kept):
+            kept += sorted(common, key=lambda t: counted[t])[:2]
+        return kept
 
     async def _fill_similarity(self, cands: list[Candidate], vector: np.ndarray[Any, Any]) -> None:
         """Cosine similarity of the hits the vector side did not return (vectors are unit length: a dot product),
