@@ -25,6 +25,7 @@ import asyncio
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,24 @@ def evidence(content: str, weights: dict[str, float], saturation: float) -> floa
     forms = word_forms(content)
     matched = sum(w for term, w in weights.items() if singular(term) in forms)
     return (matched / total) * min(1.0, matched / saturation)
+
+
+def informative_terms(terms: list[str], df: Mapping[str, tuple[int, float]], now: float) -> list[str]:
+    """The query words worth a full-text search: not those (counted in the last minute: `df` maps a word, or "*"
+    for all facts, to (count, valid until)) that a large share of the facts contain. Such a word adds little to a
+    fact's evidence (evidence is still computed from every word), yet RediSearch would score every fact holding it:
+    measured, the keyword side cost 2.3 ms at 100,000 facts. Uncounted and absent words stay (a word stored a second
+    ago must still be found); if no word left is known to occur at all, the two rarest common ones come back, so a
+    name shared by many facts still finds them."""
+    total = df.get(ALL_FACTS, (0, 0.0))
+    if total[1] <= now or total[0] <= 0:
+        return terms
+    counted = {t: df[t][0] for t in terms if t in df and df[t][1] > now}
+    common = [t for t in terms if counted.get(t, 0) > COMMON_SHARE * total[0]]
+    kept = [t for t in terms if t not in common]
+    if common and not any(counted.get(t, 0) > 0 for t in kept):
+        kept += sorted(common, key=lambda t: counted[t])[:2]
+    return kept
 
 
 def fuse_linear(cands: list[Candidate], vector_weight: float) -> list[tuple[Candidate, float]]:
@@ -235,7 +254,7 @@ class Searcher:
         IDF weight of every query word that some fact contains."""
         terms = content_terms(query)
         now = time.monotonic()
-        words = any_word_query(self._informative(terms, now))
+        words = any_word_query(informative_terms(terms, self._df, now))
         if words is None:
             return [], {}
         q = " ".join([words, *tag_clauses(tags), *time_clauses(window.after_s, window.before_s)])
@@ -267,22 +286,6 @@ class Searcher:
                                  bm25=score, expires_at=as_text(fields.get(F_EXPIRES)),
                                  ranks={"keyword": len(out) + 1}, vector=fields.get(F_VECTOR)))
         return out, weights
-
-    def _informative(self, terms: list[str], now: float) -> list[str]:
-        """The query words worth a full-text search: not those (counted in the last minute) that a large share of
-        the facts contain. Such a word adds little to a fact's evidence (evidence is still computed from every word),
-        yet RediSearch would score every fact holding it: measured, the keyword side cost 2.3 ms at 100,000 facts.
-        Uncounted and absent words stay (a word stored a second ago must still be found); if no word left is known
-        to occur at all, the two rarest common ones come back, so a name shared by many facts still finds them."""
-        total = self._df.get(ALL_FACTS, (0, 0.0))
-        if total[1] <= now or total[0] <= 0:
-            return terms
-        counted = {t: self._df[t][0] for t in terms if t in self._df and self._df[t][1] > now}
-        common = [t for t in terms if counted.get(t, 0) > COMMON_SHARE * total[0]]
-        kept = [t for t in terms if t not in common]
-        if common and not any(counted.get(t, 0) > 0 for t in kept):
-            kept += sorted(common, key=lambda t: counted[t])[:2]
-        return kept
 
     async def _fill_similarity(self, cands: list[Candidate], vector: np.ndarray[Any, Any]) -> None:
         """Cosine similarity of the hits the vector side did not return (vectors are unit length: a dot product),

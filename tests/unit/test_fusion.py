@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from kb_mcp.store.hybrid import Candidate, evidence, fuse_linear, fuse_rrf, idf, prune_hopeless
+from kb_mcp.store.hybrid import Candidate, evidence, fuse_linear, fuse_rrf, idf, informative_terms, prune_hopeless
 from kb_mcp.store.querytext import all_words_query, any_word_query, content_terms, word_forms
 
 
@@ -61,3 +61,20 @@ def test_query_text_is_words_only_and_escaped() -> None:
     assert all_words_query("!!!") is None
     assert all_words_query("_ snake_case") == "@text:(\\_ snake\\_case)"  # a lone "_" is RediSearch syntax
     assert word_forms("Parrots and glass") == {"parrot", "and", "glass"}
+
+
+def test_common_words_stay_out_of_the_full_text_query() -> None:
+    df = {"*": (100_000, 99.0), "team": (30_000, 99.0), "billing": (40, 99.0), "owns": (5_000, 99.0)}
+    assert informative_terms(["team", "owns", "billing", "zephyr"], df, now=1.0) == ["billing", "zephyr"]
+
+
+def test_when_no_word_left_occurs_the_rarest_common_ones_come_back() -> None:
+    df = {"*": (2_000, 99.0), "amara": (50, 99.0), "okafor": (67, 99.0), "live": (0, 99.0), "harbour": (300, 99.0)}
+    assert informative_terms(["amara", "okafor", "live", "harbour"], df, now=1.0) == ["live", "amara", "okafor"]
+
+
+def test_without_fresh_counts_every_word_is_searched() -> None:
+    stale = {"*": (100_000, 0.5), "team": (30_000, 0.5)}
+    assert informative_terms(["team", "billing"], stale, now=1.0) == ["team", "billing"]
+    expired_word = {"*": (100_000, 99.0), "team": (30_000, 0.5)}
+    assert informative_terms(["team", "billing"], expired_word, now=1.0) == ["team", "billing"]
