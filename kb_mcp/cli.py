@@ -61,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check Redis, the search module, the index, the model and the timeouts")
     sub.add_parser("reindex", help="drop and re-create the search index from the stored facts (no data loss)")
     migrate = sub.add_parser("migrate", help="move namespaces from the key layout before hash tags (in place)",
-                             description="Rename every key of a namespace stored as <ns>:fact:<id> (kb-mcp < 0.2) "
-                                         "to {<ns>}:fact:<id>, create the new index and drop the old one. Keeps "
+                             description="Rename every key of a namespace stored as <ns>:fact:<id> (the layout "
+                                         "before hash tags) to {<ns>}:fact:<id>, create the new index and drop the "
+                                         "old one. Keeps "
                                          "vectors and TTLs; idempotent and resumable.")
     migrate.add_argument("--namespace", action="append", dest="namespaces", metavar="NS",
                          help="namespace to migrate (repeatable; default KB_NAMESPACE and every namespace of "

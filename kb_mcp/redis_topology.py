@@ -54,7 +54,7 @@ class Topology:
     def __init__(self, settings: Settings) -> None:
         self.target: RedisTarget = settings.redis_target
         self.mode = self.target.mode
-        self.max_connections = settings.redis_max_connections
+        limit = settings.redis_max_connections
         t = settings.timeouts.redis_s
         common: dict[str, Any] = {
             # No socket_timeout: bounded() already caps every command, and redis-py would add an asyncio.wait_for
@@ -76,7 +76,7 @@ class Topology:
         if self.mode == "cluster":
             self.client = RedisCluster(
                 startup_nodes=[ClusterNode(host, port) for host, port in self.target.nodes],
-                max_connections=self.max_connections,  # per node; the manager's semaphore keeps calls below it
+                max_connections=limit,  # per node; the manager's semaphore keeps calls below it
                 require_full_coverage=False,  # a shard failing over must not stop the namespaces on the others
                 cluster_error_retry_attempts=2,
                 **common, **tls)
@@ -86,11 +86,11 @@ class Topology:
                 list(self.target.nodes), socket_connect_timeout=t, socket_timeout=t,
                 sentinel_kwargs={**sentinel_auth, "socket_connect_timeout": t, "socket_timeout": t, **tls})
             self.client = self._sentinel.master_for(
-                self.target.service or "", redis_class=Redis, max_connections=self.max_connections,
+                self.target.service or "", redis_class=Redis, max_connections=limit,
                 db=self.target.db, **common, **tls)
         else:
             pool = BlockingConnectionPool.from_url(
-                self.target.url, max_connections=self.max_connections,
+                self.target.url, max_connections=limit,
                 timeout=t,  # wait this long for a free slot, then fail (bounded() fires first)
                 **{k: v for k, v in common.items() if k not in ("username", "password")})
             self.client = Redis.from_pool(pool)

@@ -59,7 +59,7 @@ class Admin:
         except KbError as exc:
             return StoreStats(**base, facts=None, index_state="unknown", percent_indexed=None, redis_version=None,
                               used_memory_bytes=None, redis=ctx.manager.state(), error=str(exc))
-        indexing = int(as_text(info.get("indexing", 0)) or 0)
+        indexing = _indexing(info)
         pct = float(as_text(info.get("percent_indexed", 1)) or 1)
         return StoreStats(
             **base, facts=int(as_text(info.get("num_docs", 0))), index_state="indexing" if indexing else "ready",
@@ -101,12 +101,16 @@ class Admin:
                 await self._ctx.command("FT.DROPINDEX", self._index.name)
             self._index.forget()
         await self._index.ensure()
-        stats = await self.stats()
-        # Each poll is bounded; Redis scanning its keyspace keeps answering, and a Redis that stops answering ends
-        # the wait with its error instead of a report that looks like success.
-        while stats.error is None and wait and stats.index_state == "indexing":
+        # Each poll is one bounded FT.INFO; Redis scanning its keyspace keeps answering, and a Redis that stops
+        # answering ends the wait with its error instead of a report that looks like success.
+        while wait:
+            try:
+                if not _indexing(await self._index_info()):
+                    break
+            except KbError as exc:
+                raise StoreUnavailable(f"the index was re-created but its state cannot be read: {exc}") from exc
             await asyncio.sleep(REINDEX_POLL_S)
-            stats = await self.stats()
+        stats = await self.stats()
         if stats.error is not None:
             raise StoreUnavailable(f"the index was re-created but its state cannot be read: {stats.error}")
         return stats
@@ -120,3 +124,8 @@ class Admin:
         async for keys in iter_keys(self._ctx, self._ctx.keyspace.dedup_prefix, "string"):
             await self._writer.delete_keys(keys, "delete batch")
         self._index.forget()
+
+
+def _indexing(info: dict[str, Any]) -> bool:
+    """Is RediSearch still scanning the keyspace into the index (FT.INFO `indexing`)?"""
+    return bool(int(as_text(info.get("indexing", 0)) or 0))

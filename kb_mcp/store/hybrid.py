@@ -153,14 +153,8 @@ class Searcher:
     """semantic_search in its three modes for one namespace."""
 
     def __init__(self, ctx: StoreContext, index: SearchIndex) -> None:
-        from kb_mcp.store.vectors import RETURN_FIELDS, KbRedisVectorStore
-
         self._ctx = ctx
         self._index = index
-        # Built with the async client only: no synchronous Redis client exists anywhere in kb-mcp.
-        self.vector_store = KbRedisVectorStore(schema=index.schema, redis_client_async=ctx.manager.client,
-                                               return_fields=RETURN_FIELDS)
-        self.vector_store.created_async_index = True  # we create the index ourselves (never overwrite=True)
         self._df: OrderedDict[str, tuple[int, float]] = OrderedDict()  # term (or "*": all facts) -> (count, until)
 
     async def search(self, query: str, top_k: int = 5, tags: list[str] | None = None,
@@ -227,7 +221,8 @@ class Searcher:
         """KNN over the index's vector field, filtered inside RediSearch, under the index deadline: the query
         LlamaIndex's RedisVectorStore builds for this index, sent as one FT.SEARCH (building it through
         VectorStoreQuery and redisvl, and parsing nodes back, cost more than the KNN itself: measured 1.16 vs 0.6 ms
-        p50 at 2,000 facts). The RedisVectorStore stays the store: same index, same records (`vector_store`)."""
+        p50 at 2,000 facts). The RedisVectorStore stays the store: same index, same records
+        (`KnowledgeStore.vector_store`)."""
         filters = " ".join([*tag_clauses(tags), *time_clauses(window.after_s, window.before_s)])
         q = f"{f'({filters})' if filters else '*'}=>[KNN {k} @{F_VECTOR} $vector AS {DISTANCE}]"
         blob = np.asarray(vector, dtype=np.float32).tobytes()

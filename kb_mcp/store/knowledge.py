@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,11 +30,11 @@ from kb_mcp.store.scan import iter_keys
 from kb_mcp.store.schema import Keyspace
 from kb_mcp.store.search import Reader
 from kb_mcp.store.transfer import Transfer
-from kb_mcp.store.vectors import KbRedisVectorStore
 from kb_mcp.store.writes import Writer
 from kb_mcp.timeouts import Observer, no_observer
 
 if TYPE_CHECKING:
+    from llama_index.vector_stores.redis import RedisVectorStore
     from redisvl.schema import IndexSchema
 
 
@@ -99,9 +100,19 @@ class KnowledgeStore:
         """The index definition (redisvl form): a stock LlamaIndex RedisVectorStore can open the index with it."""
         return self.index.schema
 
-    @property
-    def vector_store(self) -> KbRedisVectorStore:
-        return self._searcher.vector_store
+    @cached_property
+    def vector_store(self) -> RedisVectorStore:
+        """LlamaIndex's RedisVectorStore on this namespace's index (for a LlamaIndex application over the same
+        facts; semantic_search sends its KNN itself). Built on first use, with the async client only: no synchronous
+        Redis client exists anywhere in kb-mcp; the index is ours to create (never `overwrite=True`)."""
+        logs.tame_redisvl()  # before the first redisvl import
+        from llama_index.vector_stores.redis import RedisVectorStore
+
+        # Typed for redis.asyncio.Redis; redisvl's query path also works on a RedisCluster client (measured).
+        store = RedisVectorStore(schema=self.index.schema,
+                                 redis_client_async=self._ctx.manager.client)  # type: ignore[arg-type]
+        store.created_async_index = True
+        return store
 
     def key(self, fact_id: str) -> str:
         return self._ctx.keyspace.key(fact_id)

@@ -60,7 +60,7 @@ class LegacyLayout:
     def refusal(self) -> StartupError:
         ns = self._ctx.keyspace.namespace
         return StartupError(
-            f"namespace {ns!r} is stored in the layout before kb-mcp 0.2 ({self.fact_prefix}<id>, index "
+            f"namespace {ns!r} is stored in the layout before hash tags ({self.fact_prefix}<id>, index "
             f"{self.index_name}); run `KB_NAMESPACE={ns} kb-mcp migrate` once (it moves every fact in place, keeps "
             "the vectors and can be re-run), then start again")
 

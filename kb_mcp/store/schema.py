@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 FACT_KEY = "{{{ns}}}:fact:{fact_id}"  # one hash per fact
 DEDUP_KEY = "{{{ns}}}:dedup:{content_hash}"  # -> the id of a fact with that content (see writes.PUT_SCRIPT)
 INDEX_NAME = "{{{ns}}}:idx"  # RediSearch index over the namespace's fact hashes
-# The layout before hash tags (kb-mcp < 0.3); `kb-mcp migrate` moves a namespace from it (store/migrate.py).
+# The layout before hash tags; `kb-mcp migrate` moves a namespace from it (store/migrate.py).
 LEGACY_FACT_KEY = "{ns}:fact:{fact_id}"
 LEGACY_DEDUP_KEY = "{ns}:dedup:{content_hash}"
 LEGACY_INDEX_NAME = "{ns}:idx"

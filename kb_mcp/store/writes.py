@@ -109,8 +109,9 @@ class Writer:
     async def write(self, op: str, add: Callable[[Pipeline], None]) -> list[Any]:
         """Queue writes with `add(pipe)` and send them as one pipeline (one connection, one round trip).
 
-        With KB_DURABILITY=fsync, `WAITAOF 1 0` rides the same pipeline: WAITAOF only covers the writes of its own
-        connection, so it must follow them on that connection. Returns the replies of the queued writes.
+        With KB_DURABILITY=fsync, `WAITAOF 1 0` rides the same pipeline (with `replica`, `WAIT 1`): both only cover
+        the writes of their own connection, so they must follow them on that connection (in a cluster, the namespace's
+        node). Returns the replies of the queued writes.
         """
         durability = self._ctx.settings.durability
         redis_s = self._ctx.settings.timeouts.redis_s

@@ -367,14 +367,15 @@ async def test_stats_report_count_index_and_breaker(store: KnowledgeStore) -> No
 
 
 async def test_records_are_plain_llamaindex_nodes(store: KnowledgeStore) -> None:
-    """A stock RedisVectorStore (LlamaIndex) on the same index finds the facts with their full node metadata."""
+    """A stock RedisVectorStore (LlamaIndex, `store.vector_store`) on the same index finds the facts with their full
+    node metadata."""
     from llama_index.core.vector_stores.types import VectorStoreQuery
     from llama_index.vector_stores.redis import RedisVectorStore
 
     saved = await store.store_fact("The user's timezone is Europe/Paris", {"src": "chat"}, ["prefs"])
     await store.store_fact("Deployments happen on Tuesdays", tags=["ops"])
-    stock = RedisVectorStore(schema=store.schema, redis_client_async=store.manager.client)
-    stock.created_async_index = True
+    stock = store.vector_store
+    assert type(stock) is RedisVectorStore
     vector = (await store.embedding.aembed(["Which time zone is the user in?"]))[0]
     result = await stock.aquery(VectorStoreQuery(query_embedding=vector.tolist(), similarity_top_k=1))
     node = result.nodes[0]
