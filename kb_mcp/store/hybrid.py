@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from redis.asyncio.client import Pipeline
@@ -59,7 +59,6 @@ DISTANCE = "vector_distance"  # the KNN score's name (cosine distance), as Redis
 # Every Redis step of a search runs under the LlamaIndex/index deadline (KB_TIMEOUT_INDEX, 10 s), not the 2 s Redis
 # one: a KNN or a full-text query over a large index is search work, as the README's standard timeouts say.
 SEARCH_DEADLINE: TimeoutKind = "index"
-ALL_FACTS = "*"  # the document-frequency cache's entry for the number of facts
 DF_TTL_S = 60.0  # document frequencies move slowly: one count per word per minute is plenty
 DF_CACHE_MAX = 10_000
 COMMON_SHARE = 0.02  # a word in more than this share of the facts is left out of the full-text query
@@ -105,21 +104,27 @@ def evidence(content: str, weights: dict[str, float], saturation: float) -> floa
     return (matched / total) * min(1.0, matched / saturation)
 
 
-def informative_terms(terms: list[str], df: Mapping[str, tuple[int, float]], now: float) -> list[str]:
-    """The query words worth a full-text search: not those (counted in the last minute: `df` maps a word, or "*"
-    for all facts, to (count, valid until)) that a large share of the facts contain. Such a word adds little to a
-    fact's evidence (evidence is still computed from every word), yet RediSearch would score every fact holding it:
-    measured, the keyword side cost 2.3 ms at 100,000 facts. Uncounted and absent words stay (a word stored a second
-    ago must still be found); if no word left is known to occur at all, the two rarest common ones come back, so a
-    name shared by many facts still finds them."""
-    total = df.get(ALL_FACTS, (0, 0.0))
-    if total[1] <= now or total[0] <= 0:
-        return terms
-    counted = {t: df[t][0] for t in terms if t in df and df[t][1] > now}
-    common = [t for t in terms if counted.get(t, 0) > COMMON_SHARE * total[0]]
+class WordCount(NamedTuple):
+    """How many facts held a word, out of how many facts there were in the same round trip (a share and an IDF
+    from counts of different moments go wrong as a namespace grows: 100 facts with a word "out of" the 10 there
+    were a minute ago gave a negative IDF), and until when (time.monotonic()) the count is trusted."""
+
+    holding: int
+    facts: int
+    until: float
+
+
+def informative_terms(terms: list[str], counts: Mapping[str, WordCount], now: float) -> list[str]:
+    """The query words worth a full-text search: not those (counted in the last minute) that a large share of the
+    facts contain. Such a word adds little to a fact's evidence (evidence is still computed from every word), yet
+    RediSearch would score every fact holding it: measured, the keyword side cost 2.3 ms at 100,000 facts.
+    Uncounted and absent words stay (a word stored a second ago must still be found); if no word left is known to
+    occur at all, the two rarest common ones come back, so a name shared by many facts still finds them."""
+    fresh = {t: counts[t] for t in terms if t in counts and counts[t].until > now}
+    common = [t for t in terms if t in fresh and fresh[t].holding > COMMON_SHARE * fresh[t].facts]
     kept = [t for t in terms if t not in common]
-    if common and not any(counted.get(t, 0) > 0 for t in kept):
-        kept += sorted(common, key=lambda t: counted[t])[:2]
+    if common and not any(t in fresh and fresh[t].holding > 0 for t in kept):
+        kept += sorted(common, key=lambda t: fresh[t].holding)[:2]
     return kept
 
 
@@ -155,7 +160,7 @@ class Searcher:
     def __init__(self, ctx: StoreContext, index: SearchIndex) -> None:
         self._ctx = ctx
         self._index = index
-        self._df: OrderedDict[str, tuple[int, float]] = OrderedDict()  # term (or "*": all facts) -> (count, until)
+        self._df: OrderedDict[str, WordCount] = OrderedDict()
 
     async def search(self, query: str, top_k: int = 5, tags: list[str] | None = None,
                      min_score: float | None = None, mode: SearchMode = "hybrid", created_after: str | None = None,
@@ -253,27 +258,27 @@ class Searcher:
         if words is None:
             return [], {}
         q = " ".join([words, *tag_clauses(tags), *time_clauses(window.after_s, window.before_s)])
-        uncounted = [t for t in [ALL_FACTS, *terms] if self._df.get(t, (0, 0.0))[1] <= now]
+        uncounted = [t for t in terms if t not in self._df or self._df[t].until <= now]
         name = self._index.name
 
         def add(pipe: Pipeline) -> None:
             pipe.execute_command("FT.SEARCH", name, q, "WITHSCORES", "SCORER", "BM25STD", "RETURN", 5, F_TEXT,
                                  F_TAGS, F_META, F_EXPIRES, F_VECTOR, "LIMIT", 0, k, "DIALECT", 2)
-            for term in uncounted:  # the number of facts from FT.INFO: counting "*" would walk every document
-                if term == ALL_FACTS:
-                    pipe.execute_command("FT.INFO", name)
-                else:
-                    pipe.execute_command("FT.SEARCH", name, any_word_query([term]), "LIMIT", 0, 0, "DIALECT", 2)
+            if uncounted:  # the number of facts from FT.INFO: counting "*" would walk every document
+                pipe.execute_command("FT.INFO", name)
+            for term in uncounted:
+                pipe.execute_command("FT.SEARCH", name, any_word_query([term]), "LIMIT", 0, 0, "DIALECT", 2)
 
         raw, *counts = await self._index.run(lambda: self._ctx.pipeline("keyword search", add, SEARCH_DEADLINE))
-        for term, count in zip(uncounted, counts, strict=True):
-            found = int(as_text(pairs(count).get("num_docs", 0))) if term == ALL_FACTS else int(count[0])
-            self._df[term] = (found, now + DF_TTL_S)
-            self._df.move_to_end(term)
+        if uncounted:
+            facts = int(as_text(pairs(counts[0]).get("num_docs", 0)))
+            for term, count in zip(uncounted, counts[1:], strict=True):
+                self._df[term] = WordCount(int(count[0]), facts, now + DF_TTL_S)
+                self._df.move_to_end(term)
+        known = {t: self._df[t] for t in terms if t in self._df}
         while len(self._df) > DF_CACHE_MAX:
             self._df.popitem(last=False)
-        n = self._df[ALL_FACTS][0]
-        weights = {t: idf(self._df[t][0], n) for t in terms if self._df[t][0] > 0}
+        weights = {t: idf(c.holding, max(c.facts, c.holding)) for t, c in known.items() if c.holding > 0}
         out: list[Candidate] = []
         for key, score, fields in _rows(raw, scores=True):
             out.append(Candidate(fact_id=self._ctx.keyspace.fact_id(key), content=as_text(fields.get(F_TEXT)),

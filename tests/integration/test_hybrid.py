@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kb_mcp.bench import hard
+from kb_mcp.bench.corpus import generate
 from kb_mcp.embeddings import QueryCache
 from kb_mcp.errors import InvalidInput
 from kb_mcp.store import KnowledgeStore
@@ -33,6 +34,20 @@ async def test_hybrid_finds_what_each_side_alone_misses(store: KnowledgeStore) -
     assert found["hybrid"] - found["vector"], "vector search alone should miss some that hybrid finds"
     assert found["hybrid"] - found["keyword"], "keyword search alone should miss some that hybrid finds"
     assert len(found["hybrid"]) >= len(found["vector"]) and len(found["hybrid"]) >= len(found["keyword"])
+
+
+async def test_hybrid_keeps_its_edge_when_the_namespace_grows_after_its_first_search(store: KnowledgeStore) -> None:
+    # An agent searches a near-empty namespace, then stores a thousand facts and searches again within the minute the
+    # word counts are cached: the new words' counts must not be weighed against the old number of facts.
+    await store.store_many([{"content": f"Warm-up note {i} about nothing in particular."} for i in range(10)])
+    await store.semantic_search("warm-up question")
+    items = generate(1000)
+    await store.store_many([{"content": it.fact, "fact_id": f"b{i}"} for i, it in enumerate(items)])
+    asked = range(0, len(items), 10)
+    hybrid = [await top1(store, items[i].query, "hybrid") == f"b{i}" for i in asked]
+    vector = [await top1(store, items[i].query, "vector") == f"b{i}" for i in asked]
+    assert sum(hybrid) >= 0.95 * len(asked), f"hybrid recall@1 {sum(hybrid)}/{len(asked)}"
+    assert sum(hybrid) > sum(vector)
 
 
 async def test_every_hit_carries_its_similarity_and_min_score_filters_on_it(store: KnowledgeStore) -> None:

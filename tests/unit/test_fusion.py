@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import math
 
-from kb_mcp.store.hybrid import Candidate, evidence, fuse_linear, fuse_rrf, idf, informative_terms, prune_hopeless
+from kb_mcp.store.hybrid import (
+    Candidate,
+    WordCount,
+    evidence,
+    fuse_linear,
+    fuse_rrf,
+    idf,
+    informative_terms,
+    prune_hopeless,
+)
 from kb_mcp.store.querytext import all_words_query, any_word_query, content_terms, word_forms
 
 
@@ -64,17 +73,23 @@ def test_query_text_is_words_only_and_escaped() -> None:
 
 
 def test_common_words_stay_out_of_the_full_text_query() -> None:
-    df = {"*": (100_000, 99.0), "team": (30_000, 99.0), "billing": (40, 99.0), "owns": (5_000, 99.0)}
+    df = {"team": WordCount(30_000, 100_000, 99.0), "billing": WordCount(40, 100_000, 99.0),
+          "owns": WordCount(5_000, 100_000, 99.0)}
     assert informative_terms(["team", "owns", "billing", "zephyr"], df, now=1.0) == ["billing", "zephyr"]
 
 
 def test_when_no_word_left_occurs_the_rarest_common_ones_come_back() -> None:
-    df = {"*": (2_000, 99.0), "amara": (50, 99.0), "okafor": (67, 99.0), "live": (0, 99.0), "harbour": (300, 99.0)}
+    df = {"amara": WordCount(50, 2_000, 99.0), "okafor": WordCount(67, 2_000, 99.0),
+          "live": WordCount(0, 2_000, 99.0), "harbour": WordCount(300, 2_000, 99.0)}
     assert informative_terms(["amara", "okafor", "live", "harbour"], df, now=1.0) == ["live", "amara", "okafor"]
 
 
 def test_without_fresh_counts_every_word_is_searched() -> None:
-    stale = {"*": (100_000, 0.5), "team": (30_000, 0.5)}
-    assert informative_terms(["team", "billing"], stale, now=1.0) == ["team", "billing"]
-    expired_word = {"*": (100_000, 99.0), "team": (30_000, 0.5)}
-    assert informative_terms(["team", "billing"], expired_word, now=1.0) == ["team", "billing"]
+    expired = {"team": WordCount(30_000, 100_000, 0.5)}
+    assert informative_terms(["team", "billing"], expired, now=1.0) == ["team", "billing"]
+
+
+def test_a_share_compares_counts_of_one_moment() -> None:
+    # "billing" was counted when the namespace had 40,000 facts, "team" when it had 100,000: each against its own.
+    df = {"team": WordCount(1_000, 100_000, 99.0), "billing": WordCount(1_000, 40_000, 99.0)}
+    assert informative_terms(["team", "billing"], df, now=1.0) == ["team"]
