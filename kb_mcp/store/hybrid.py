@@ -180,7 +180,8 @@ class Searcher:
             ranked = [(c, c.similarity or 0.0) for c in cands]
         elif mode == "keyword":
             vector, (cands, _) = await asyncio.gather(self._ctx.embed_query(query),
-                                                      self._keyword_side(query, top_k, tags, window))
+                                                      self._keyword_side(query, top_k, tags, window,
+                                                                         every_word=True))
             await self._fill_similarity(cands, vector)
             ranked = [(c, c.bm25 or 0.0) for c in cands]
         else:
@@ -247,14 +248,16 @@ class Searcher:
                                  expires_at=as_text(fields.get(F_EXPIRES)), ranks={"vector": len(out) + 1}))
         return out
 
-    async def _keyword_side(self, query: str, k: int, tags: list[str], window: Window
+    async def _keyword_side(self, query: str, k: int, tags: list[str], window: Window, *, every_word: bool = False
                             ) -> tuple[list[Candidate], dict[str, float]]:
         """Full text, BM25STD, any of the query's content words (escaped), the same tag filter; in the same
         pipeline, the document frequency of each word not counted in the last minute. Returns the hits and the
-        IDF weight of every query word that some fact contains."""
+        IDF weight of every query word that some fact contains. Hybrid search leaves common words out (its evidence
+        re-ranks with all of them); keyword mode (`every_word`) ranks by BM25 alone, which needs them: without
+        "team" and "violet", "team violet-257" ties with "team red-257" (measured: keyword recall@1 0.755 vs 0.9775)."""
         terms = content_terms(query)
         now = time.monotonic()
-        words = any_word_query(informative_terms(terms, self._df, now))
+        words = any_word_query(terms if every_word else informative_terms(terms, self._df, now))
         if words is None:
             return [], {}
         q = " ".join([words, *tag_clauses(tags), *time_clauses(window.after_s, window.before_s)])

@@ -50,6 +50,19 @@ async def test_hybrid_keeps_its_edge_when_the_namespace_grows_after_its_first_se
     assert sum(hybrid) > sum(vector)
 
 
+async def test_keyword_mode_ranks_by_every_word_even_when_hybrid_leaves_common_ones_out(store: KnowledgeStore
+                                                                                      ) -> None:
+    # "team" and the colour are in far more than 2 % of these facts: hybrid search leaves them out of its full-text
+    # query once counted, but keyword mode ranks by BM25 alone, so without them violet-15 and red-15 would tie.
+    await store.store_many([{"content": f"Team {colour}-{n} holds its stand-up at {9 + n % 3}:00.",
+                             "fact_id": f"{colour}-{n}"} for n in range(50) for colour in ("violet", "red")])
+    asked = [("violet" if n % 10 else "red", n) for n in range(0, 50, 5)]
+    for colour, n in asked:
+        await store.semantic_search(f"When does team {colour}-{n} hold its stand-up?", mode="hybrid")
+    for colour, n in asked:
+        assert await top1(store, f"When does team {colour}-{n} hold its stand-up?", "keyword") == f"{colour}-{n}"
+
+
 async def test_every_hit_carries_its_similarity_and_min_score_filters_on_it(store: KnowledgeStore) -> None:
     await store.store_fact("Priya Raman keeps bees on the roof of the office.", fact_id="bees")
     await store.store_fact("The quarterly report is due on Friday.", fact_id="report")
