@@ -60,6 +60,10 @@ DISTANCE = "vector_distance"  # the KNN score's name (cosine distance), as Redis
 # one: a KNN or a full-text query over a large index is search work, as the README's standard timeouts say.
 SEARCH_DEADLINE: TimeoutKind = "index"
 DF_TTL_S = 60.0  # document frequencies move slowly: one count per word per minute is plenty
+# The number of facts is counted again sooner once this process has written this share of it (or 10 facts) since:
+# FT.INFO costs ~1-3 ms of Redis time at 10,000 facts, too much per query, but word counts weighed against an old,
+# smaller total go wrong (a search on 10 facts, 1,000 stored, the next search's IDFs went negative).
+TOTAL_DRIFT = 0.1
 DF_CACHE_MAX = 10_000
 COMMON_SHARE = 0.02  # a word in more than this share of the facts is left out of the full-text query
 
@@ -105,13 +109,22 @@ def evidence(content: str, weights: dict[str, float], saturation: float) -> floa
 
 
 class WordCount(NamedTuple):
-    """How many facts held a word, out of how many facts there were in the same round trip (a share and an IDF
-    from counts of different moments go wrong as a namespace grows: 100 facts with a word "out of" the 10 there
-    were a minute ago gave a negative IDF), and until when (time.monotonic()) the count is trusted."""
+    """How many facts held a word, out of how many facts there were when it was counted (a share and an IDF from
+    counts of different moments go wrong as a namespace grows), and until when (time.monotonic()) it is trusted."""
 
     holding: int
     facts: int
     until: float
+
+
+@dataclass
+class FactTotal:
+    """The namespace's number of facts (FT.INFO), when it stops being trusted, and how many facts this process had
+    written when it was counted."""
+
+    facts: int = 0
+    until: float = 0.0
+    written_then: int = 0
 
 
 def informative_terms(terms: list[str], counts: Mapping[str, WordCount], now: float) -> list[str]:
@@ -161,6 +174,12 @@ class Searcher:
         self._ctx = ctx
         self._index = index
         self._df: OrderedDict[str, WordCount] = OrderedDict()
+        self._total = FactTotal()
+        self._written = 0  # facts this process has written to the namespace
+
+    def note_written(self, count: int) -> None:
+        """Facts were written here: once they are a sizeable share of the counted total, it is counted again."""
+        self._written += count
 
     async def search(self, query: str, top_k: int = 5, tags: list[str] | None = None,
                      min_score: float | None = None, mode: SearchMode = "hybrid", created_after: str | None = None,
@@ -262,22 +281,26 @@ class Searcher:
             return [], {}
         q = " ".join([words, *tag_clauses(tags), *time_clauses(window.after_s, window.before_s)])
         uncounted = [t for t in terms if t not in self._df or self._df[t].until <= now]
+        total = self._total
+        recount = bool(uncounted) and (total.until <= now or self._written - total.written_then
+                                       > max(10, TOTAL_DRIFT * total.facts))
+        written = self._written
         name = self._index.name
 
         def add(pipe: Pipeline) -> None:
             pipe.execute_command("FT.SEARCH", name, q, "WITHSCORES", "SCORER", "BM25STD", "RETURN", 5, F_TEXT,
                                  F_TAGS, F_META, F_EXPIRES, F_VECTOR, "LIMIT", 0, k, "DIALECT", 2)
-            if uncounted:  # the number of facts from FT.INFO: counting "*" would walk every document
+            if recount:  # the number of facts from FT.INFO: counting "*" would walk every document
                 pipe.execute_command("FT.INFO", name)
             for term in uncounted:
                 pipe.execute_command("FT.SEARCH", name, any_word_query([term]), "LIMIT", 0, 0, "DIALECT", 2)
 
         raw, *counts = await self._index.run(lambda: self._ctx.pipeline("keyword search", add, SEARCH_DEADLINE))
-        if uncounted:
-            facts = int(as_text(pairs(counts[0]).get("num_docs", 0)))
-            for term, count in zip(uncounted, counts[1:], strict=True):
-                self._df[term] = WordCount(int(count[0]), facts, now + DF_TTL_S)
-                self._df.move_to_end(term)
+        if recount:
+            self._total = FactTotal(int(as_text(pairs(counts.pop(0)).get("num_docs", 0))), now + DF_TTL_S, written)
+        for term, count in zip(uncounted, counts, strict=True):
+            self._df[term] = WordCount(int(count[0]), self._total.facts, now + DF_TTL_S)
+            self._df.move_to_end(term)
         known = {t: self._df[t] for t in terms if t in self._df}
         while len(self._df) > DF_CACHE_MAX:
             self._df.popitem(last=False)

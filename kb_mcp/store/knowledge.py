@@ -168,8 +168,10 @@ class KnowledgeStore:
     async def add_document(self, *, text: str | None = None, path: str | Path | None = None,
                            metadata: dict[str, Scalar] | None = None, tags: list[str] | None = None,
                            doc_id: str | None = None, chunk_tokens: int = 200, overlap_tokens: int = 30) -> list[str]:
-        return await self._documents.add(text=text, path=path, metadata=metadata, tags=tags, doc_id=doc_id,
-                                         chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens)
+        ids = await self._documents.add(text=text, path=path, metadata=metadata, tags=tags, doc_id=doc_id,
+                                        chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens)
+        self._searcher.note_written(len(ids))
+        return ids
 
     async def delete_document(self, doc_id: str) -> int:
         return await self._documents.delete(doc_id)
@@ -178,7 +180,9 @@ class KnowledgeStore:
         return await self._transfer.export(path)
 
     async def import_(self, path: str | Path) -> int:
-        return await self._transfer.import_(path)
+        count = await self._transfer.import_(path)
+        self._searcher.note_written(count)
+        return count
 
     # ------------------------------------------------------------ admin
 
