@@ -113,6 +113,8 @@ async def test_every_tool_happy_path(client: Client) -> None:
     results = found.structured_content["results"]
     assert results[0]["fact_id"] == fact_id and results[0]["tags"] == ["ui"]
     assert results == sorted(results, key=lambda r: r["score"], reverse=True)
+    text = found.content[0].text  # type: ignore[union-attr]
+    assert json.loads(text) == found.structured_content and "\n" not in text  # the agent's copy, compact
     filtered = await client.call_tool("semantic_search", {"query": "theme", "tags": ["ui"], "top_k": 50})
     assert filtered.structured_content and [r["fact_id"] for r in filtered.structured_content["results"]] == [fact_id]
 
