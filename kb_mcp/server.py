@@ -64,7 +64,7 @@ WRITE_TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = [
 
 def compact(result: Any) -> Any:
     """The text copy of a structured result as compact JSON: the SDK indents it by 2, which an agent's model reads as
-    tokens (~20 % of a search result's text is indentation) and both ends of the wire move and parse."""
+    tokens (a 5-hit search result: 1,541 -> 1,123 characters) and both ends of the wire move and parse."""
     if (isinstance(result, CallToolResult) and result.structured_content is not None and len(result.content) == 1
             and isinstance(result.content[0], TextContent)):
         result.content[0].text = json.dumps(result.structured_content, ensure_ascii=False, separators=(",", ":"))
