@@ -127,13 +127,25 @@ class FactTotal:
     written_then: int = 0
 
 
-def informative_terms(terms: list[str], counts: Mapping[str, WordCount], now: float) -> list[str]:
-    """The query words worth a full-text search: not those (counted in the last minute) that a large share of the
-    facts contain. Such a word adds little to a fact's evidence (evidence is still computed from every word), yet
-    RediSearch would score every fact holding it: measured, the keyword side cost 2.3 ms at 100,000 facts.
-    Uncounted and absent words stay (a word stored a second ago must still be found); if no word left is known to
-    occur at all, the two rarest common ones come back, so a name shared by many facts still finds them."""
-    fresh = {t: counts[t] for t in terms if t in counts and counts[t].until > now}
+@dataclass(frozen=True)
+class CountPlan:
+    """Words to count in one pipeline, whether the number of facts is counted too, and the moment it was planned
+    (with how many facts this process had written by then)."""
+
+    terms: list[str]
+    recount: bool
+    written: int
+    now: float
+
+
+def informative_terms(terms: list[str], counts: Mapping[str, WordCount]) -> list[str]:
+    """The query words worth a full-text search: not those that a large share of the facts contain (by their last
+    count, however old: document frequencies move slowly, and an old count is refreshed beside the search). Such a
+    word adds little to a fact's evidence (evidence is still computed from every word), yet RediSearch would score
+    every fact holding it: measured, the keyword side cost 2.3 ms at 100,000 facts. Uncounted and absent words stay
+    (a word stored a second ago must still be found); if no word left is known to occur at all, the two rarest
+    common ones come back, so a name shared by many facts still finds them."""
+    fresh = {t: counts[t] for t in terms if t in counts}
     common = [t for t in terms if t in fresh and fresh[t].holding > COMMON_SHARE * fresh[t].facts]
     kept = [t for t in terms if t not in common]
     if common and not any(t in fresh and fresh[t].holding > 0 for t in kept):
@@ -269,41 +281,37 @@ class Searcher:
 
     async def _keyword_side(self, query: str, k: int, tags: list[str], window: Window, *, every_word: bool = False
                             ) -> tuple[list[Candidate], dict[str, float]]:
-        """Full text, BM25STD, any of the query's content words (escaped), the same tag filter; in the same
-        pipeline, the document frequency of each word not counted in the last minute. Returns the hits and the
-        IDF weight of every query word that some fact contains. Hybrid search leaves common words out (its evidence
-        re-ranks with all of them); keyword mode (`every_word`) ranks by BM25 alone, which needs them: without
-        "team" and "violet", "team violet-257" ties with "team red-257" (measured: keyword recall@1 0.755 vs 0.9775)."""
+        """Full text, BM25STD, any of the query's content words (escaped), the same tag filter. Returns the hits and
+        the IDF weight of every query word that some fact contains.
+
+        Hybrid search leaves common words out (its evidence re-ranks with all of them): a word never seen before is
+        counted first, in a round trip of its own that the embedding hides (searched uncounted, "team" alone cost
+        RediSearch 2.4 ms at 100,000 facts); a count older than a minute still decides and is refreshed in the
+        search's pipeline. Keyword mode (`every_word`) ranks by BM25 alone, which needs every word: without "team"
+        and "violet", "team violet-257" ties with "team red-257" (measured: keyword recall@1 0.755 vs 0.9775)."""
         terms = content_terms(query)
         now = time.monotonic()
-        words = any_word_query(terms if every_word else informative_terms(terms, self._df, now))
+        if not every_word:
+            first = self._count_plan([t for t in terms if t not in self._df], now)
+            if first.terms:
+                replies = await self._index.run(lambda: self._ctx.pipeline(
+                    "count words", lambda pipe: self._queue_counts(pipe, first), SEARCH_DEADLINE))
+                self._store_counts(first, replies)
+        words = any_word_query(terms if every_word else informative_terms(terms, self._df))
         if words is None:
             return [], {}
         q = " ".join([words, *tag_clauses(tags), *time_clauses(window.after_s, window.before_s)])
-        uncounted = [t for t in terms if t not in self._df or self._df[t].until <= now]
-        total = self._total
-        recount = bool(uncounted) and (total.until <= now or self._written - total.written_then
-                                       > max(10, TOTAL_DRIFT * total.facts))
-        written = self._written
+        stale = self._count_plan([t for t in terms if t not in self._df or self._df[t].until <= now], now)
         name = self._index.name
 
         def add(pipe: Pipeline) -> None:
             pipe.execute_command("FT.SEARCH", name, q, "WITHSCORES", "SCORER", "BM25STD", "RETURN", 5, F_TEXT,
                                  F_TAGS, F_META, F_EXPIRES, F_VECTOR, "LIMIT", 0, k, "DIALECT", 2)
-            if recount:  # the number of facts from FT.INFO: counting "*" would walk every document
-                pipe.execute_command("FT.INFO", name)
-            for term in uncounted:
-                pipe.execute_command("FT.SEARCH", name, any_word_query([term]), "LIMIT", 0, 0, "DIALECT", 2)
+            self._queue_counts(pipe, stale)
 
         raw, *counts = await self._index.run(lambda: self._ctx.pipeline("keyword search", add, SEARCH_DEADLINE))
-        if recount:
-            self._total = FactTotal(int(as_text(pairs(counts.pop(0)).get("num_docs", 0))), now + DF_TTL_S, written)
-        for term, count in zip(uncounted, counts, strict=True):
-            self._df[term] = WordCount(int(count[0]), self._total.facts, now + DF_TTL_S)
-            self._df.move_to_end(term)
+        self._store_counts(stale, counts)
         known = {t: self._df[t] for t in terms if t in self._df}
-        while len(self._df) > DF_CACHE_MAX:
-            self._df.popitem(last=False)
         weights = {t: idf(c.holding, max(c.facts, c.holding)) for t, c in known.items() if c.holding > 0}
         out: list[Candidate] = []
         for key, score, fields in _rows(raw, scores=True):
@@ -312,6 +320,32 @@ class Searcher:
                                  bm25=score, expires_at=as_text(fields.get(F_EXPIRES)),
                                  ranks={"keyword": len(out) + 1}, vector=fields.get(F_VECTOR)))
         return out, weights
+
+    def _count_plan(self, terms: list[str], now: float) -> CountPlan:
+        """What to count for `terms`: each word, and the number of facts when that is due (FT.INFO, ~1-3 ms of Redis
+        time at 10,000 facts: once a minute or after this process wrote 10 % more, never per query)."""
+        total = self._total
+        recount = bool(terms) and (total.until <= now or self._written - total.written_then
+                                   > max(10, TOTAL_DRIFT * total.facts))
+        return CountPlan(terms, recount, self._written, now)
+
+    def _queue_counts(self, pipe: Pipeline, plan: CountPlan) -> None:
+        name = self._index.name
+        if plan.recount:  # counting "*" would walk every document
+            pipe.execute_command("FT.INFO", name)
+        for term in plan.terms:
+            pipe.execute_command("FT.SEARCH", name, any_word_query([term]), "LIMIT", 0, 0, "DIALECT", 2)
+
+    def _store_counts(self, plan: CountPlan, replies: list[Any]) -> None:
+        if plan.recount:
+            facts = int(as_text(pairs(replies[0]).get("num_docs", 0)))
+            self._total = FactTotal(facts, plan.now + DF_TTL_S, plan.written)
+            replies = replies[1:]
+        for term, count in zip(plan.terms, replies, strict=True):
+            self._df[term] = WordCount(int(count[0]), self._total.facts, plan.now + DF_TTL_S)
+            self._df.move_to_end(term)
+        while len(self._df) > DF_CACHE_MAX:
+            self._df.popitem(last=False)
 
     async def _fill_similarity(self, cands: list[Candidate], vector: np.ndarray[Any, Any]) -> None:
         """Cosine similarity of the hits the vector side did not return (vectors are unit length: a dot product),
