@@ -176,7 +176,6 @@ class AsyncRedisManager:
                 raise OperationTimeout(f"{op}, waiting for one of {self.max_connections} Redis connections",
                                        kind, exc.seconds) from None
             self._failed(f"timeout in {op}")
-            await self.topology.after_cancel()
             raise
         except Exception as exc:
             refused = refusal(exc, op)
@@ -217,6 +216,12 @@ class AsyncRedisManager:
             try:
                 await self.topology.ready(self.client)  # cluster: the slot map, once (routing by hand needs it)
                 return await call(self.client)
+            except asyncio.CancelledError:
+                # Cancelled mid-call (our deadline or the caller): the cluster client strands that connection, so
+                # it is reset BEFORE the slot passes on — the next call would otherwise find none free
+                # (MaxConnectionsError when every connection of the node is stranded).
+                await asyncio.shield(self.topology.after_cancel())
+                raise
             finally:
                 self._in_flight -= 1
 
