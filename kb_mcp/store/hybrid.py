@@ -53,6 +53,7 @@ from kb_mcp.store.querytext import any_word_query, content_terms, singular, tag_
 from kb_mcp.store.records import decode_metadata, expires_from, split_tags
 from kb_mcp.store.replies import as_text, pairs
 from kb_mcp.store.schema import F_EXPIRES, F_META, F_TAGS, F_TEXT, F_VECTOR
+from kb_mcp.store.writes import Writer
 
 RRF_K = 60
 DISTANCE = "vector_distance"  # the KNN score's name (cosine distance), as RedisVectorStore names it
@@ -145,11 +146,11 @@ def informative_terms(terms: list[str], counts: Mapping[str, WordCount]) -> list
     every fact holding it: measured, the keyword side cost 2.3 ms at 100,000 facts. Uncounted and absent words stay
     (a word stored a second ago must still be found); if no word left is known to occur at all, the two rarest
     common ones come back, so a name shared by many facts still finds them."""
-    fresh = {t: counts[t] for t in terms if t in counts}
-    common = [t for t in terms if t in fresh and fresh[t].holding > COMMON_SHARE * fresh[t].facts]
+    known = {t: counts[t] for t in terms if t in counts}
+    common = [t for t in terms if t in known and known[t].holding > COMMON_SHARE * known[t].facts]
     kept = [t for t in terms if t not in common]
-    if common and not any(t in fresh and fresh[t].holding > 0 for t in kept):
-        kept += sorted(common, key=lambda t: fresh[t].holding)[:2]
+    if common and not any(t in known and known[t].holding > 0 for t in kept):
+        kept += sorted(common, key=lambda t: known[t].holding)[:2]
     return kept
 
 
@@ -182,16 +183,12 @@ def fuse_rrf(cands: list[Candidate]) -> list[tuple[Candidate, float]]:
 class Searcher:
     """semantic_search in its three modes for one namespace."""
 
-    def __init__(self, ctx: StoreContext, index: SearchIndex) -> None:
+    def __init__(self, ctx: StoreContext, index: SearchIndex, writer: Writer) -> None:
         self._ctx = ctx
         self._index = index
+        self._writer = writer  # how many facts this process wrote: the total is counted again as they add up
         self._df: OrderedDict[str, WordCount] = OrderedDict()
         self._total = FactTotal()
-        self._written = 0  # facts this process has written to the namespace
-
-    def note_written(self, count: int) -> None:
-        """Facts were written here: once they are a sizeable share of the counted total, it is counted again."""
-        self._written += count
 
     async def search(self, query: str, top_k: int = 5, tags: list[str] | None = None,
                      min_score: float | None = None, mode: SearchMode = "hybrid", created_after: str | None = None,
@@ -324,10 +321,10 @@ class Searcher:
     def _count_plan(self, terms: list[str], now: float) -> CountPlan:
         """What to count for `terms`: each word, and the number of facts when that is due (FT.INFO, ~1-3 ms of Redis
         time at 10,000 facts: once a minute or after this process wrote 10 % more, never per query)."""
-        total = self._total
-        recount = bool(terms) and (total.until <= now or self._written - total.written_then
+        total, written = self._total, self._writer.facts_written
+        recount = bool(terms) and (total.until <= now or written - total.written_then
                                    > max(10, TOTAL_DRIFT * total.facts))
-        return CountPlan(terms, recount, self._written, now)
+        return CountPlan(terms, recount, written, now)
 
     def _queue_counts(self, pipe: Pipeline, plan: CountPlan) -> None:
         name = self._index.name

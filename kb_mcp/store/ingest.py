@@ -135,7 +135,6 @@ class Ingest:
                 results[i] = StoredFact(fact_id=target, created=bool(put.status), updated_at=to_datetime(now),
                                         created_at=to_datetime(put.created_at),
                                         expires_at=to_datetime(record[F_EXPIRES]) if p.ttl_s else None)
-        self._searcher.note_written(len(writes))
         for i, fact in existing.items():
             results[i] = await self._merge(fact, batch[i].metadata, batch[i].tags)
         for i, near in similar.items():
@@ -212,5 +211,4 @@ class Ingest:
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()
-        self._searcher.note_written(len(prepared))
         return [p[0] for p in prepared]

@@ -52,7 +52,7 @@ class KnowledgeStore:
         self.index = SearchIndex(self._ctx)
         writer = Writer(self._ctx)
         self._reader = Reader(self._ctx, self.index)
-        self._searcher = Searcher(self._ctx, self.index)
+        self._searcher = Searcher(self._ctx, self.index, writer)
         self._ingest = Ingest(self._ctx, self.index, self._reader, writer, self._searcher)
         self._writer = writer
         self._documents = Documents(self._ctx, self._reader, writer)
@@ -168,10 +168,8 @@ class KnowledgeStore:
     async def add_document(self, *, text: str | None = None, path: str | Path | None = None,
                            metadata: dict[str, Scalar] | None = None, tags: list[str] | None = None,
                            doc_id: str | None = None, chunk_tokens: int = 200, overlap_tokens: int = 30) -> list[str]:
-        ids = await self._documents.add(text=text, path=path, metadata=metadata, tags=tags, doc_id=doc_id,
-                                        chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens)
-        self._searcher.note_written(len(ids))
-        return ids
+        return await self._documents.add(text=text, path=path, metadata=metadata, tags=tags, doc_id=doc_id,
+                                         chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens)
 
     async def delete_document(self, doc_id: str) -> int:
         return await self._documents.delete(doc_id)
@@ -180,9 +178,7 @@ class KnowledgeStore:
         return await self._transfer.export(path)
 
     async def import_(self, path: str | Path) -> int:
-        count = await self._transfer.import_(path)
-        self._searcher.note_written(count)
-        return count
+        return await self._transfer.import_(path)
 
     # ------------------------------------------------------------ admin
 

@@ -105,6 +105,7 @@ class Writer:
 
     def __init__(self, ctx: StoreContext) -> None:
         self._ctx = ctx
+        self.facts_written = 0  # by this process, to this namespace: hybrid search counts the facts again as it grows
 
     async def write(self, op: str, add: Callable[[Pipeline], None]) -> list[Any]:
         """Queue writes with `add(pipe)` and send them as one pipeline (one connection, one round trip).
@@ -172,6 +173,7 @@ class Writer:
                 self.queue_put(pipe, fact_id, record, mode, now, chash)
 
         replies = await self.write("store fact" if len(puts) == 1 else "store facts", add)
+        self.facts_written += len(puts)
         return [PutResult(int(r[0]), as_text(r[1]), as_text(r[2]) if len(r) > 2 else None) for r in replies]
 
     async def replace_all(self, records: list[tuple[str, Record]], op: str) -> None:
@@ -184,6 +186,7 @@ class Writer:
                     self.queue_put(pipe, fact_id, record, "replace", as_text(record.get(F_CREATED, "")))
 
             await self.write(op, add)
+            self.facts_written += len(batch)
 
     async def delete_fact(self, fact_id: str) -> bool:
         """Delete one fact (and its dedup pointer); True if it existed."""
