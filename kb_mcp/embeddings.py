@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -28,8 +29,56 @@ MINILM_DIM = 384
 MINILM_MAX_TOKENS = 256  # what sentence-transformers uses for this model
 TOKENIZER_FILE = "all-MiniLM-L6-v2.tokenizer.json"
 ONNX_BATCH = 64  # texts per ONNX run (measured: length-sorted batches of 64 embed ~2x faster than one by one)
+# A query's token states are kept (in the query cache too) up to this many tokens, as float16: 768 bytes a token,
+# at most ~50 KB a query. Agents ask in a sentence; a longer query is pooled whole.
+STATES_MAX_TOKENS = 64
 
 Vectors = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class TokenStates:
+    """One text's token states as the model left them before pooling (tokens x dim) and, per token, the lower-cased
+    word it is part of ("" for [CLS] and [SEP])."""
+
+    states: npt.NDArray[np.float16]
+    words: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class QueryVector:
+    """A search query's vector and, from a model that gives them, its token states: with them the query can be pooled
+    again without some of its words (`without`), at no extra model run."""
+
+    vector: Vectors
+    tokens: TokenStates | None = None
+
+    def without(self, drop: Collection[str]) -> Vectors:
+        """The query's vector pooled over every token but those of the words in `drop` (lower-case), unit length;
+        the whole query's vector when the model gave no token states or no other word would be left."""
+        if self.tokens is None or not drop:
+            return self.vector
+        keep = [i for i, word in enumerate(self.tokens.words) if word not in drop]
+        if all(not self.tokens.words[i] for i in keep):  # nothing but special tokens would be left
+            return self.vector
+        pooled = self.tokens.states[keep].astype(np.float32).mean(axis=0)
+        unit: Vectors = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+        return unit
+
+
+# The texts' vectors and, for the texts asked for (by index), their token states.
+Encoded = tuple[Vectors, dict[int, TokenStates]]
+
+
+def token_words(text: str, encoding: Any) -> tuple[str, ...]:
+    """Per token of `encoding` (a `tokenizers` Encoding of `text`), the lower-cased word it belongs to: the text from
+    the first to the last token of that word ("" for special tokens)."""
+    spans: dict[int, tuple[int, int]] = {}
+    for word, (start, end) in zip(encoding.word_ids, encoding.offsets, strict=True):
+        if word is not None:
+            first, last = spans.get(word, (start, end))
+            spans[word] = (min(first, start), max(last, end))
+    return tuple("" if word is None else text[spans[word][0]:spans[word][1]].lower() for word in encoding.word_ids)
 
 
 class KbEmbedding(BaseEmbedding):
@@ -43,6 +92,10 @@ class KbEmbedding(BaseEmbedding):
 
     def embed(self, texts: list[str], *, alone: bool = False) -> Vectors:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    async def aembed_query(self, text: str) -> QueryVector:
+        """A search query's vector; a model that can also gives its token states (see `QueryVector.without`)."""
+        return QueryVector((await self.aembed([text]))[0])
 
     def tokens(self, text: str) -> list[Any]:
         """`text` as the model's tokens, for chunking by token count (a model without a tokenizer of its own:
@@ -80,18 +133,19 @@ class EmbeddingCoalescer:
     deadline) is simply skipped; the others still get their vectors.
     """
 
-    def __init__(self, encode: Callable[[list[str], bool], Vectors], executor: ThreadPoolExecutor,
+    def __init__(self, encode: Callable[[list[str], bool, frozenset[int]], Encoded], executor: ThreadPoolExecutor,
                  max_batch: int = 64) -> None:
         self._encode = encode
         self._executor = executor
         self.max_batch = max_batch
-        self._pending: deque[tuple[list[str], asyncio.Future[Vectors]]] = deque()
+        self._pending: deque[tuple[list[str], bool, asyncio.Future[Encoded]]] = deque()
         self._worker: asyncio.Task[None] | None = None
 
-    async def embed(self, texts: list[str]) -> Vectors:
+    async def embed(self, texts: list[str], *, tokens: bool = False) -> Encoded:
+        """The texts' vectors and, with `tokens`, their token states (keyed by index into `texts`)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Vectors] = loop.create_future()
-        self._pending.append((texts, future))
+        future: asyncio.Future[Encoded] = loop.create_future()
+        self._pending.append((texts, tokens, future))
         if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
             self._worker = loop.create_task(self._drain(), name="kb-embed-coalescer")
         return await future
@@ -99,29 +153,37 @@ class EmbeddingCoalescer:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
-            batch: list[tuple[list[str], asyncio.Future[Vectors]]] = []
+            batch: list[tuple[list[str], bool, asyncio.Future[Encoded]]] = []
             size = 0
             while self._pending and (not batch or size + len(self._pending[0][0]) <= self.max_batch):
-                texts, future = self._pending.popleft()
+                texts, tokens, future = self._pending.popleft()
                 if future.done() or future.get_loop() is not loop:
                     continue  # the caller gave up, or belongs to a closed loop
-                batch.append((texts, future))
+                batch.append((texts, tokens, future))
                 size += len(texts)
             if not batch:
                 continue
-            flat = [text for texts, _ in batch for text in texts]
+            flat = [text for texts, _, _ in batch for text in texts]
+            want: set[int] = set()
+            offset = 0
+            for texts, tokens, _ in batch:
+                if tokens:
+                    want.update(range(offset, offset + len(texts)))
+                offset += len(texts)
             alone = len(flat) == 1 and not self._pending  # one query and nobody waiting: the latency case
             try:
-                vectors = await loop.run_in_executor(self._executor, self._encode, flat, alone)
+                vectors, states = await loop.run_in_executor(self._executor, self._encode, flat, alone,
+                                                             frozenset(want))
             except Exception as exc:  # handed to every caller of this batch
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             offset = 0
-            for texts, future in batch:
+            for texts, _, future in batch:
                 if not future.done():
-                    future.set_result(vectors[offset:offset + len(texts)])
+                    mine = {i - offset: states[i] for i in range(offset, offset + len(texts)) if i in states}
+                    future.set_result((vectors[offset:offset + len(texts)], mine))
                 offset += len(texts)
 
 
@@ -188,13 +250,15 @@ class OnnxMiniLMEmbedding(KbEmbedding):
 
     def embed(self, texts: list[str], *, alone: bool = False) -> Vectors:
         """Synchronously (the caller's thread); `alone` runs one query on the spin-waiting session."""
-        return self._encode(texts, alone)
+        return self._encode(texts, alone, frozenset())[0]
 
-    def _encode(self, texts: list[str], alone: bool) -> Vectors:
+    def _encode(self, texts: list[str], alone: bool, want: frozenset[int]) -> Encoded:
+        """Vectors for `texts` and the token states of the texts in `want` (their index)."""
         session = self._solo if alone else self._session
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        states: dict[int, TokenStates] = {}
         if not texts:
-            return out
+            return out, states
         encodings = self._tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         for start in range(0, len(order), ONNX_BATCH):
@@ -208,16 +272,25 @@ class OnnxMiniLMEmbedding(KbEmbedding):
                 mask[j, :len(tokens)] = 1
             feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             hidden: Vectors = session.run(["last_hidden_state"], feeds)[0]
+            for j, i in enumerate(rows):
+                count = len(encodings[i].ids)
+                if i in want and count <= STATES_MAX_TOKENS:
+                    states[i] = TokenStates(hidden[j, :count].astype(np.float16),
+                                            token_words(texts[i], encodings[i]))
             weights = mask[:, :, None].astype(np.float32)
             pooled: Vectors = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             out[rows] = pooled / np.clip(norms, 1e-12, None)
-        return out
+        return out, states
 
     async def aembed(self, texts: list[str]) -> Vectors:
         # Off the loop (or one search would stall every other tool), coalesced with concurrent requests.
         # On timeout bounded() stops waiting; the batch still finishes for the others.
-        return await self._coalescer.embed(texts)
+        return (await self._coalescer.embed(texts))[0]
+
+    async def aembed_query(self, text: str) -> QueryVector:
+        vectors, states = await self._coalescer.embed([text], tokens=True)
+        return QueryVector(vectors[0], states.get(0))
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -295,9 +368,9 @@ class QueryCache:
         self.size = size
         self.hits = 0
         self.misses = 0
-        self._entries: OrderedDict[tuple[str, int, str], Vectors] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, int, str], QueryVector] = OrderedDict()
 
-    def get(self, embedding: KbEmbedding, text: str) -> Vectors | None:
+    def get(self, embedding: KbEmbedding, text: str) -> QueryVector | None:
         key = (embedding.model_name, embedding.dim, text)
         found = self._entries.get(key)
         if found is None:
@@ -307,7 +380,7 @@ class QueryCache:
         self.hits += 1
         return found
 
-    def put(self, embedding: KbEmbedding, text: str, vector: Vectors) -> None:
+    def put(self, embedding: KbEmbedding, text: str, vector: QueryVector) -> None:
         if self.size <= 0:
             return
         self._entries[(embedding.model_name, embedding.dim, text)] = vector

@@ -12,7 +12,7 @@ import numpy as np
 from redis.asyncio.client import Pipeline
 
 from kb_mcp.config import Settings, TimeoutKind
-from kb_mcp.embeddings import KbEmbedding, QueryCache
+from kb_mcp.embeddings import KbEmbedding, QueryCache, QueryVector
 from kb_mcp.redis_manager import AsyncRedisManager
 from kb_mcp.redis_topology import RedisClient
 from kb_mcp.store.schema import Keyspace
@@ -69,11 +69,12 @@ class StoreContext:
         """Vectors for `texts` within the index deadline (KB_TIMEOUT_INDEX)."""
         return await self.bounded("index", self.embedding.aembed(texts), op)
 
-    async def embed_query(self, text: str) -> np.ndarray[Any, Any]:
-        """The vector of a search query, from the process's query cache when it was asked before."""
+    async def embed_query(self, text: str) -> QueryVector:
+        """The vector (and token states) of a search query, from the process's query cache when it was asked
+        before."""
         cached = self.query_cache.get(self.embedding, text)
         if cached is not None:
             return cached
-        vector: np.ndarray[Any, Any] = (await self.embed([text], "embed query"))[0]
-        self.query_cache.put(self.embedding, text, vector)
-        return vector
+        found = await self.bounded("index", self.embedding.aembed_query(text), "embed query")
+        self.query_cache.put(self.embedding, text, found)
+        return found

@@ -11,6 +11,7 @@ mean the same in every mode. Fusion (KB_HYBRID_FUSION):
           matched  = IDF weight (nats) of the query words the fact contains
           coverage = matched / IDF weight of all query words that some fact contains
   rrf     score = 1/(60 + rank_vector) + 1/(60 + rank_keyword)
+Then the facts that tie on the query's words are ordered by what the query asks besides them (`settle_ties`).
 
 Why not BM25 divided by the best BM25 of the query (measured with `kb-mcp eval` and the paraphrase test set):
 max-normalisation turns a coincidental match on one word into full keyword credit and lost up to 0.36 recall@1
@@ -33,6 +34,7 @@ import numpy as np
 from redis.asyncio.client import Pipeline
 
 from kb_mcp.config import TimeoutKind
+from kb_mcp.embeddings import QueryVector
 from kb_mcp.facts import (
     TOP_K_MAX,
     Scalar,
@@ -91,6 +93,7 @@ class Candidate:
     expires_at: str = ""
     ranks: dict[str, int] = field(default_factory=dict)
     vector: bytes | None = None  # the stored vector, when a side returned it (its similarity needs no round trip)
+    held: frozenset[str] = frozenset()  # the query words it holds (hybrid)
 
 
 def idf(df: int, n: int) -> float:
@@ -98,14 +101,20 @@ def idf(df: int, n: int) -> float:
     return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
-def evidence(content: str, weights: dict[str, float], saturation: float) -> float:
+def held_words(content: str, weights: Mapping[str, float]) -> frozenset[str]:
+    """The weighed query words `content` holds."""
+    forms = word_forms(content)
+    return frozenset(term for term in weights if singular(term) in forms)
+
+
+def evidence(content: str, weights: Mapping[str, float], saturation: float,
+             held: frozenset[str] | None = None) -> float:
     """How much the query's words vouch for `content` (0..1): the share of their IDF weight it contains, scaled
-    down unless that weight is large in absolute terms (`saturation` nats)."""
+    down unless that weight is large in absolute terms (`saturation` nats). `held`: its `held_words`, if known."""
     total = sum(weights.values())
     if total <= 0:
         return 0.0
-    forms = word_forms(content)
-    matched = sum(w for term, w in weights.items() if singular(term) in forms)
+    matched = sum(weights[term] for term in (held_words(content, weights) if held is None else held))
     return (matched / total) * min(1.0, matched / saturation)
 
 
@@ -174,6 +183,37 @@ def prune_hopeless(cands: list[Candidate], top_k: int, vector_weight: float, sim
             or vector_weight * similarity_bound + (1 - vector_weight) * c.evidence >= floor]
 
 
+def settle_ties(ranked: list[tuple[Candidate, float]], query: QueryVector) -> list[tuple[Candidate, float]]:
+    """Re-order the facts that hold the same query words as the best keyword match by what the query asks besides
+    those words; the places and scores of the list stay, only which of those facts holds which place changes.
+
+    A question about one person ("What is Kasia Silva's profession?") finds all of that person's facts with equal
+    keyword evidence, and the name then dominates their similarities as well: each of their vectors is mostly
+    "Kasia Silva", and so is the query's. Two things take the name out: the query is pooled again without the words
+    every one of those facts holds (from the token states of the same model run, no extra one), and the direction
+    the facts share (their mean) is projected out of it. What is left is the question, and it decides. Measured on
+    `kb-mcp eval`'s hard set (2,000 facts, a person's 8 facts each), the right one of a person's facts came first
+    0.83 of the time by plain similarity, 0.91 with the projection alone, 0.94 with both. It needs the facts'
+    vectors (the keyword side returns them) and at least three such facts: two sit equally far from their mean."""
+    best = max((c.evidence for c, _ in ranked), default=0.0)
+    if best <= 0:
+        return ranked
+    places = [i for i, (c, _) in enumerate(ranked) if c.evidence == best and c.vector]
+    if len(places) < 3:
+        return ranked
+    shared_words = frozenset.intersection(*(ranked[i][0].held for i in places))
+    group = np.stack([np.frombuffer(ranked[i][0].vector or b"", dtype=np.float32) for i in places])
+    shared = group.mean(axis=0)
+    shared /= max(float(np.linalg.norm(shared)), 1e-12)
+    rest = np.asarray(query.without(shared_words), dtype=np.float32)
+    asked = rest - float(rest @ shared) * shared
+    order = np.argsort(-(group @ asked), kind="stable")
+    settled = list(ranked)
+    for place, j in zip(places, order, strict=True):
+        settled[place] = (ranked[places[int(j)]][0], ranked[place][1])
+    return settled
+
+
 def fuse_rrf(cands: list[Candidate]) -> list[tuple[Candidate, float]]:
     """Reciprocal-rank fusion: each side contributes 1 / (60 + rank)."""
     scored = [(c, sum(1.0 / (RRF_K + rank) for rank in c.ranks.values())) for c in cands]
@@ -203,34 +243,36 @@ class Searcher:
         mode = check_mode(mode)
         settings = self._ctx.settings
         if mode == "vector":
-            vector = await self._ctx.embed_query(query)
+            vector = (await self._ctx.embed_query(query)).vector
             cands = await self._vector_side(vector, top_k, tags, window)
             ranked = [(c, c.similarity or 0.0) for c in cands]
         elif mode == "keyword":
-            vector, (cands, _) = await asyncio.gather(self._ctx.embed_query(query),
-                                                      self._keyword_side(query, top_k, tags, window,
-                                                                         every_word=True))
-            await self._fill_similarity(cands, vector)
+            asked, (cands, _) = await asyncio.gather(self._ctx.embed_query(query),
+                                                     self._keyword_side(query, top_k, tags, window,
+                                                                        every_word=True))
+            await self._fill_similarity(cands, asked.vector)
             ranked = [(c, c.bm25 or 0.0) for c in cands]
         else:
             k = max(top_k, settings.hybrid_candidates)
 
-            async def by_meaning() -> tuple[np.ndarray[Any, Any], list[Candidate]]:
+            async def by_meaning() -> tuple[QueryVector, list[Candidate]]:
                 found = await self._ctx.embed_query(query)
-                return found, await self._vector_side(found, k, tags, window)
+                return found, await self._vector_side(found.vector, k, tags, window)
 
             # The keyword side needs no embedding: it runs while the model works, so it costs no extra time.
-            (vector, by_vector), (by_words, weights) = await asyncio.gather(by_meaning(),
-                                                                            self._keyword_side(query, k, tags,
-                                                                                               window))
+            (asked, by_vector), (by_words, weights) = await asyncio.gather(by_meaning(),
+                                                                           self._keyword_side(query, k, tags,
+                                                                                              window))
             cands = _merge(by_vector, by_words)
             for cand in cands:
-                cand.evidence = evidence(cand.content, weights, settings.hybrid_saturation)
+                cand.held = held_words(cand.content, weights)
+                cand.evidence = evidence(cand.content, weights, settings.hybrid_saturation, cand.held)
             w = settings.hybrid_vector_weight
             if settings.hybrid_fusion == "linear" and len(by_vector) == k:
                 cands = prune_hopeless(cands, top_k, w, min(c.similarity or 0.0 for c in by_vector))
-            await self._fill_similarity(cands, vector)
+            await self._fill_similarity(cands, asked.vector)
             ranked = fuse_rrf(cands) if settings.hybrid_fusion == "rrf" else fuse_linear(cands, w)
+            ranked = settle_ties(ranked, asked)
         hits = []
         for cand, score in ranked:
             similarity = cand.similarity if cand.similarity is not None else 0.0
@@ -381,6 +423,7 @@ def _merge(by_vector: list[Candidate], by_words: list[Candidate]) -> list[Candid
         if cand.fact_id in merged:
             merged[cand.fact_id].bm25 = cand.bm25
             merged[cand.fact_id].ranks.update(cand.ranks)
+            merged[cand.fact_id].vector = cand.vector
         else:
             merged[cand.fact_id] = cand
     return list(merged.values())

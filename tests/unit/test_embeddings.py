@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import numpy as np
 import pytest
 
 from kb_mcp.bench.corpus import generate
-from kb_mcp.embeddings import OnnxMiniLMEmbedding
+from kb_mcp.embeddings import STATES_MAX_TOKENS, Encoded, OnnxMiniLMEmbedding, QueryVector, token_words
 
 pytestmark = pytest.mark.anyio
 
@@ -35,11 +36,11 @@ async def test_concurrent_requests_are_coalesced_and_exact(embedding: OnnxMiniLM
     alone: list[bool] = []
     encode = embedding._coalescer._encode
 
-    def counting(batch: list[str], solo: bool) -> np.ndarray:  # type: ignore[type-arg]
+    def counting(batch: list[str], solo: bool, want: frozenset[int]) -> Encoded:
         nonlocal runs
         runs += 1
         alone.append(solo)
-        return encode(batch, solo)
+        return encode(batch, solo, want)
 
     embedding._coalescer._encode = counting
     try:
@@ -67,3 +68,25 @@ async def test_a_caller_that_gives_up_does_not_hurt_the_others(embedding: OnnxMi
     done = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(done[3], asyncio.CancelledError)
     assert all(isinstance(v, np.ndarray) and v.shape == (1, 384) for i, v in enumerate(done) if i != 3)
+
+
+def test_token_words_name_the_word_of_every_token(embedding: OnnxMiniLMEmbedding) -> None:
+    text = "Where does Kasia Silva's cat live?"
+    words = token_words(text, embedding._tokenizer.encode(text))
+    assert words == ("", "where", "does", "kasia", "kasia", "silva", "'", "s", "cat", "live", "?", "")
+
+
+async def test_a_query_pooled_again_without_some_words(embedding: OnnxMiniLMEmbedding) -> None:
+    asked = await embedding.aembed_query("Where does Kasia Silva live these days?")
+    assert asked.tokens is not None
+    assert np.abs(asked.vector - embedding.embed(["Where does Kasia Silva live these days?"])[0]).max() < 1e-4
+    everything = asked.without({"no such word"})  # pooled again from the kept token states: the same vector
+    assert np.abs(everything - asked.vector).max() < 2e-3
+    rest = asked.without({"kasia", "silva"})
+    assert math.isclose(float(np.linalg.norm(rest)), 1.0, rel_tol=1e-5)
+    name = embedding.embed(["Kasia Silva"])[0]
+    assert float(rest @ name) < float(asked.vector @ name) - 0.1  # the name's share is gone
+    assert asked.without({"where", "does", "kasia", "silva", "live", "these", "days", "?"}) is asked.vector
+    assert QueryVector(asked.vector).without({"kasia"}) is asked.vector  # a model without token states
+    long = await embedding.aembed_query("word " * (STATES_MAX_TOKENS + 1))
+    assert long.tokens is None  # not kept: pooled whole

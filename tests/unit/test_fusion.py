@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from kb_mcp.embeddings import QueryVector
 from kb_mcp.store.hybrid import (
     Candidate,
     WordCount,
@@ -14,6 +17,7 @@ from kb_mcp.store.hybrid import (
     idf,
     informative_terms,
     prune_hopeless,
+    settle_ties,
 )
 from kb_mcp.store.querytext import all_words_query, any_word_query, content_terms, word_forms
 
@@ -95,3 +99,29 @@ def test_a_share_compares_counts_of_one_moment() -> None:
     # "billing" was counted when the namespace had 40,000 facts, "team" when it had 100,000: each against its own.
     df = {"team": WordCount(1_000, 100_000, 99.0), "billing": WordCount(1_000, 40_000, 99.0)}
     assert informative_terms(["team", "billing"], df) == ["team"]
+
+
+def unit(*parts: float) -> np.ndarray:  # type: ignore[type-arg]
+    v = np.zeros(8, dtype=np.float32)
+    v[:len(parts)] = parts
+    return v / np.linalg.norm(v)
+
+
+def test_ties_on_the_same_words_are_settled_by_what_the_query_asks_besides_them() -> None:
+    # Axis 0 is the name all of one person's facts share; axes 1-3 what each fact says. The query asks about axis 2,
+    # but its name part makes the most name-heavy fact the nearest by plain similarity.
+    facts = {"name-heavy": unit(5, 1), "asked": unit(1, 0, 1), "other": unit(1, 0, 0, 1)}
+    query = unit(2, 0, 0.6)
+    held = frozenset({"kasia", "silva"})
+    tied = [Candidate(i, "", {}, [], similarity=float(v @ query), evidence=0.9, vector=v.tobytes(), held=held)
+            for i, v in facts.items()]
+    stranger = Candidate("stranger", "", {}, [], similarity=0.95, evidence=0.1, vector=unit(0, 0, 1).tobytes())
+    ranked = fuse_linear([*tied, stranger], 0.8)
+    assert [c.fact_id for c, _ in ranked] == ["name-heavy", "asked", "stranger", "other"]
+    settled = settle_ties(ranked, QueryVector(query))
+    assert [c.fact_id for c, _ in settled] == ["asked", "name-heavy", "stranger", "other"]
+    assert [s for _, s in settled] == [s for _, s in ranked]  # the places and their scores stay
+    two = [pair for pair in ranked if pair[0].fact_id != "other"]  # two tied facts sit equally far from their mean
+    assert settle_ties(two, QueryVector(query)) == two
+    no_words = [(Candidate(c.fact_id, "", {}, [], similarity=c.similarity, vector=c.vector), s) for c, s in ranked]
+    assert settle_ties(no_words, QueryVector(query)) == no_words
