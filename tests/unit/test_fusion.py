@@ -110,18 +110,19 @@ def unit(*parts: float) -> np.ndarray:  # type: ignore[type-arg]
 def test_ties_on_the_same_words_are_settled_by_what_the_query_asks_besides_them() -> None:
     # Axis 0 is the name all of one person's facts share; axes 1-3 what each fact says. The query asks about axis 2,
     # but its name part makes the most name-heavy fact the nearest by plain similarity.
-    facts = {"name-heavy": unit(5, 1), "asked": unit(1, 0, 1), "other": unit(1, 0, 0, 1)}
+    facts = {"name-heavy": unit(5, 1), "asked": unit(1, 0, 1), "other": unit(1, 0, 0, 1),
+             "another": unit(1, 0, 0, 0, 1)}
     query = unit(2, 0, 0.6)
     held = frozenset({"kasia", "silva"})
     tied = [Candidate(i, "", {}, [], similarity=float(v @ query), evidence=0.9, vector=v.tobytes(), held=held)
             for i, v in facts.items()]
     stranger = Candidate("stranger", "", {}, [], similarity=0.95, evidence=0.1, vector=unit(0, 0, 1).tobytes())
     ranked = fuse_linear([*tied, stranger], 0.8)
-    assert [c.fact_id for c, _ in ranked] == ["name-heavy", "asked", "stranger", "other"]
+    assert [c.fact_id for c, _ in ranked] == ["name-heavy", "asked", "stranger", "other", "another"]
     settled = settle_ties(ranked, QueryVector(query))
-    assert [c.fact_id for c, _ in settled] == ["asked", "name-heavy", "stranger", "other"]
+    assert [c.fact_id for c, _ in settled] == ["asked", "name-heavy", "stranger", "other", "another"]
     assert [s for _, s in settled] == [s for _, s in ranked]  # the places and their scores stay
-    two = [pair for pair in ranked if pair[0].fact_id != "other"]  # two tied facts sit equally far from their mean
+    two = [pair for pair in ranked if pair[0].fact_id not in ("other", "another")]  # two: equally far from their mean
     assert settle_ties(two, QueryVector(query)) == two
     no_words = [(Candidate(c.fact_id, "", {}, [], similarity=c.similarity, vector=c.vector), s) for c, s in ranked]
     assert settle_ties(no_words, QueryVector(query)) == no_words
