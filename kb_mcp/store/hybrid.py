@@ -51,7 +51,7 @@ from kb_mcp.facts import (
 from kb_mcp.redis_topology import RedisClient
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.index import SearchIndex
-from kb_mcp.store.querytext import any_word_query, content_terms, singular, tag_clauses, time_clauses, word_forms
+from kb_mcp.store.querytext import TermMatcher, any_word_query, content_terms, tag_clauses, time_clauses
 from kb_mcp.store.records import decode_metadata, expires_from, split_tags
 from kb_mcp.store.replies import as_text, pairs
 from kb_mcp.store.schema import F_EXPIRES, F_META, F_TAGS, F_TEXT, F_VECTOR
@@ -85,7 +85,7 @@ class Candidate:
 
     fact_id: str
     content: str
-    metadata: dict[str, Scalar]
+    meta_json: bytes | str | None  # decoded for the hits returned only: most candidates are not
     tags: list[str]
     similarity: float | None = None
     bm25: float | None = None
@@ -95,6 +95,10 @@ class Candidate:
     vector: bytes | None = None  # the stored vector, when a side returned it (its similarity needs no round trip)
     held: frozenset[str] = frozenset()  # the query words it holds (hybrid)
 
+    @property
+    def metadata(self) -> dict[str, Scalar]:
+        return decode_metadata(self.meta_json)
+
 
 def idf(df: int, n: int) -> float:
     """BM25's inverse document frequency: rare words weigh much more than common ones."""
@@ -103,8 +107,7 @@ def idf(df: int, n: int) -> float:
 
 def held_words(content: str, weights: Mapping[str, float]) -> frozenset[str]:
     """The weighed query words `content` holds."""
-    forms = word_forms(content)
-    return frozenset(term for term in weights if singular(term) in forms)
+    return TermMatcher(weights).held(content)
 
 
 def evidence(content: str, weights: Mapping[str, float], saturation: float,
@@ -268,8 +271,9 @@ class Searcher:
                                                                            self._keyword_side(query, k, tags,
                                                                                               window))
             cands = _merge(by_vector, by_words)
+            matcher = TermMatcher(weights)
             for cand in cands:
-                cand.held = held_words(cand.content, weights)
+                cand.held = matcher.held(cand.content)
                 cand.evidence = evidence(cand.content, weights, settings.hybrid_saturation, cand.held)
             w = settings.hybrid_vector_weight
             if settings.hybrid_fusion == "linear" and len(by_vector) == k:
@@ -317,7 +321,7 @@ class Searcher:
         out: list[Candidate] = []
         for key, _, fields in _rows(raw, scores=False):
             out.append(Candidate(fact_id=self._ctx.keyspace.fact_id(key), content=as_text(fields.get(F_TEXT)),
-                                 metadata=decode_metadata(fields.get(F_META)), tags=split_tags(fields.get(F_TAGS)),
+                                 meta_json=fields.get(F_META), tags=split_tags(fields.get(F_TAGS)),
                                  similarity=1.0 - float(as_text(fields.get(DISTANCE, b"1"))),
                                  expires_at=as_text(fields.get(F_EXPIRES)), ranks={"vector": len(out) + 1}))
         return out
@@ -359,7 +363,7 @@ class Searcher:
         out: list[Candidate] = []
         for key, score, fields in _rows(raw, scores=True):
             out.append(Candidate(fact_id=self._ctx.keyspace.fact_id(key), content=as_text(fields.get(F_TEXT)),
-                                 metadata=decode_metadata(fields.get(F_META)), tags=split_tags(fields.get(F_TAGS)),
+                                 meta_json=fields.get(F_META), tags=split_tags(fields.get(F_TAGS)),
                                  bm25=score, expires_at=as_text(fields.get(F_EXPIRES)),
                                  ranks={"keyword": len(out) + 1}, vector=fields.get(F_VECTOR)))
         return out, weights

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from kb_mcp.store.schema import F_CREATED, F_TAGS, F_TEXT
 
@@ -67,3 +68,26 @@ def word_forms(text: str) -> set[str]:
 
 def singular(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+class TermMatcher:
+    """Which of some query terms a text holds, in `word_forms`' sense (lower-case, a plural "s" dropped), without
+    building every word's form: only a word spelled like a term's form or its plural is looked at (hybrid search
+    asks this of every candidate; the set of all forms was its largest Python cost at 100,000 facts)."""
+
+    def __init__(self, terms: Iterable[str]) -> None:
+        self._by_spelling: dict[str, list[tuple[str, str]]] = {}
+        for term in terms:
+            form = singular(term)
+            for spelling in (form, form + "s"):  # singular(w) is w or w minus its "s": only these can match
+                self._by_spelling.setdefault(spelling, []).append((term, form))
+
+    def held(self, text: str) -> frozenset[str]:
+        found: set[str] = set()
+        for word in WORD_RE.findall(text):
+            lower = word.lower()
+            options = self._by_spelling.get(lower)
+            if options:
+                form = singular(lower)
+                found.update(term for term, wanted in options if wanted == form)
+        return frozenset(found)

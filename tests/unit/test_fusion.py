@@ -19,7 +19,7 @@ from kb_mcp.store.hybrid import (
     prune_hopeless,
     settle_ties,
 )
-from kb_mcp.store.querytext import all_words_query, any_word_query, content_terms, word_forms
+from kb_mcp.store.querytext import TermMatcher, all_words_query, any_word_query, content_terms, singular, word_forms
 
 
 def test_idf_is_higher_for_rarer_words() -> None:
@@ -41,7 +41,7 @@ def test_linear_fusion_lets_keyword_evidence_break_a_near_tie_only() -> None:
     weights = {"noor": 6.0, "haddad": 6.0}
 
     def cand(fact_id: str, content: str, similarity: float) -> Candidate:
-        return Candidate(fact_id, content, {}, [], similarity=similarity, evidence=evidence(content, weights, 10))
+        return Candidate(fact_id, content, None, [], similarity=similarity, evidence=evidence(content, weights, 10))
 
     near = [cand("a", "Noor Haddad adopted a parrot.", 0.50), cand("b", "Yara Aziz adopted a parrot.", 0.53)]
     assert [c.fact_id for c, _ in fuse_linear(near, 0.8)] == ["a", "b"]
@@ -50,17 +50,17 @@ def test_linear_fusion_lets_keyword_evidence_break_a_near_tie_only() -> None:
 
 
 def test_keyword_hits_that_cannot_reach_the_top_are_not_loaded() -> None:
-    known = [Candidate(f"v{i}", "", {}, [], similarity=0.9 - i / 100, evidence=0.0) for i in range(5)]
-    hopeless = Candidate("weak", "", {}, [], evidence=0.01)  # at best 0.8 * 0.86 + 0.2 * 0.01 = 0.69 < 0.8 * 0.88
-    hopeful = Candidate("strong", "", {}, [], evidence=1.0)  # at best 0.8 * 0.86 + 0.2 = 0.888 > 0.704
+    known = [Candidate(f"v{i}", "", None, [], similarity=0.9 - i / 100, evidence=0.0) for i in range(5)]
+    hopeless = Candidate("weak", "", None, [], evidence=0.01)  # at best 0.8 * 0.86 + 0.2 * 0.01 = 0.69 < 0.8 * 0.88
+    hopeful = Candidate("strong", "", None, [], evidence=1.0)  # at best 0.8 * 0.86 + 0.2 = 0.888 > 0.704
     kept = prune_hopeless([*known, hopeless, hopeful], top_k=3, vector_weight=0.8, similarity_bound=0.86)
     assert [c.fact_id for c in kept] == [*(c.fact_id for c in known), "strong"]
     assert prune_hopeless([hopeless], top_k=3, vector_weight=0.8, similarity_bound=0.86) == [hopeless]
 
 
 def test_rrf_adds_the_reciprocal_ranks_of_both_sides() -> None:
-    both = Candidate("both", "", {}, [], ranks={"vector": 2, "keyword": 2})
-    one = Candidate("one", "", {}, [], ranks={"vector": 1})
+    both = Candidate("both", "", None, [], ranks={"vector": 2, "keyword": 2})
+    one = Candidate("one", "", None, [], ranks={"vector": 1})
     ranked = fuse_rrf([one, both])
     assert [c.fact_id for c, _ in ranked] == ["both", "one"]
     assert math.isclose(ranked[0][1], 2 / 62)
@@ -114,9 +114,9 @@ def test_ties_on_the_same_words_are_settled_by_what_the_query_asks_besides_them(
              "another": unit(1, 0, 0, 0, 1)}
     query = unit(2, 0, 0.6)
     held = frozenset({"kasia", "silva"})
-    tied = [Candidate(i, "", {}, [], similarity=float(v @ query), evidence=0.9, vector=v.tobytes(), held=held)
+    tied = [Candidate(i, "", None, [], similarity=float(v @ query), evidence=0.9, vector=v.tobytes(), held=held)
             for i, v in facts.items()]
-    stranger = Candidate("stranger", "", {}, [], similarity=0.95, evidence=0.1, vector=unit(0, 0, 1).tobytes())
+    stranger = Candidate("stranger", "", None, [], similarity=0.95, evidence=0.1, vector=unit(0, 0, 1).tobytes())
     ranked = fuse_linear([*tied, stranger], 0.8)
     assert [c.fact_id for c, _ in ranked] == ["name-heavy", "asked", "stranger", "other", "another"]
     settled = settle_ties(ranked, QueryVector(query))
@@ -124,5 +124,14 @@ def test_ties_on_the_same_words_are_settled_by_what_the_query_asks_besides_them(
     assert [s for _, s in settled] == [s for _, s in ranked]  # the places and their scores stay
     two = [pair for pair in ranked if pair[0].fact_id not in ("other", "another")]  # two: equally far from their mean
     assert settle_ties(two, QueryVector(query)) == two
-    no_words = [(Candidate(c.fact_id, "", {}, [], similarity=c.similarity, vector=c.vector), s) for c, s in ranked]
+    no_words = [(Candidate(c.fact_id, "", None, [], similarity=c.similarity, vector=c.vector), s) for c, s in ranked]
     assert settle_ties(no_words, QueryVector(query)) == no_words
+
+
+def test_the_term_matcher_agrees_with_word_forms() -> None:
+    texts = ["Parrots and glass", "The atlas lists buses; a bus, two BUSES.", "Classes: class, glasses",
+             "dress dresses", "Ships live on Tuesdays", "news is new", "ss s sss"]
+    terms = ["parrot", "parrots", "glass", "atlas", "atla", "bus", "buses", "class", "dresses", "dress", "ship",
+             "tuesday", "news", "new", "ss", "s", "live", "lives", "missing"]
+    for text in texts:
+        assert TermMatcher(terms).held(text) == {t for t in terms if singular(t) in word_forms(text)}, text
