@@ -90,3 +90,17 @@ async def test_a_query_pooled_again_without_some_words(embedding: OnnxMiniLMEmbe
     assert QueryVector(asked.vector).without({"kasia"}) is asked.vector  # a model without token states
     long = await embedding.aembed_query("word " * (STATES_MAX_TOKENS + 1))
     assert long.tokens is None  # not kept: pooled whole
+
+
+async def test_coalesced_queries_each_get_their_own_token_states(embedding: OnnxMiniLMEmbedding) -> None:
+    queries = [item.query for item in generate(30)]
+    facts = [item.fact for item in generate(30, seed=3)]
+    mixed = await asyncio.gather(*(call for pair in zip((embedding.aembed_query(q) for q in queries),
+                                                        (embedding.aembed([f]) for f in facts), strict=True)
+                                   for call in pair))
+    asked = [r for r in mixed if isinstance(r, QueryVector)]
+    assert len(asked) == len(queries)
+    for query, found in zip(queries, asked, strict=True):
+        assert found.tokens is not None
+        assert found.tokens.words == token_words(query, embedding._tokenizer.encode(query))
+        assert np.abs(found.without({"no such word"}) - found.vector).max() < 2e-3
