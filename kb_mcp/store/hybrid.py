@@ -105,19 +105,13 @@ def idf(df: int, n: int) -> float:
     return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
-def held_words(content: str, weights: Mapping[str, float]) -> frozenset[str]:
-    """The weighed query words `content` holds."""
-    return TermMatcher(weights).held(content)
-
-
-def evidence(content: str, weights: Mapping[str, float], saturation: float,
-             held: frozenset[str] | None = None) -> float:
-    """How much the query's words vouch for `content` (0..1): the share of their IDF weight it contains, scaled
-    down unless that weight is large in absolute terms (`saturation` nats). `held`: its `held_words`, if known."""
+def evidence(held: frozenset[str], weights: Mapping[str, float], saturation: float) -> float:
+    """How much the query's words vouch for a fact that holds the words `held` (0..1, see `TermMatcher`): the share
+    of their IDF weight it holds, scaled down unless that weight is large in absolute terms (`saturation` nats)."""
     total = sum(weights.values())
     if total <= 0:
         return 0.0
-    matched = sum(weights[term] for term in (held_words(content, weights) if held is None else held))
+    matched = sum(weights[term] for term in held)
     return (matched / total) * min(1.0, matched / saturation)
 
 
@@ -210,7 +204,7 @@ def settle_ties(ranked: list[tuple[Candidate, float]], query: QueryVector) -> li
     group = np.stack([np.frombuffer(ranked[i][0].vector or b"", dtype=np.float32) for i in places])
     shared = group.mean(axis=0)
     shared /= max(float(np.linalg.norm(shared)), 1e-12)
-    rest = np.asarray(query.without(shared_words), dtype=np.float32)
+    rest = query.without(shared_words)
     asked = rest - float(rest @ shared) * shared
     own = group - np.outer(group @ shared, shared)  # what each fact says besides what they share
     fit = (own @ asked) / np.maximum(np.linalg.norm(own, axis=1), 1e-12)
@@ -274,7 +268,7 @@ class Searcher:
             matcher = TermMatcher(weights)
             for cand in cands:
                 cand.held = matcher.held(cand.content)
-                cand.evidence = evidence(cand.content, weights, settings.hybrid_saturation, cand.held)
+                cand.evidence = evidence(cand.held, weights, settings.hybrid_saturation)
             w = settings.hybrid_vector_weight
             if settings.hybrid_fusion == "linear" and len(by_vector) == k:
                 cands = prune_hopeless(cands, top_k, w, min(c.similarity or 0.0 for c in by_vector))

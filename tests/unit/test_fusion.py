@@ -22,6 +22,10 @@ from kb_mcp.store.hybrid import (
 from kb_mcp.store.querytext import TermMatcher, all_words_query, any_word_query, content_terms, singular, word_forms
 
 
+def evidence_of(content: str, weights: dict[str, float], saturation: float) -> float:
+    return evidence(TermMatcher(weights).held(content), weights, saturation)
+
+
 def test_idf_is_higher_for_rarer_words() -> None:
     assert idf(1, 1000) > idf(100, 1000) > idf(900, 1000) > 0
     assert math.isclose(idf(0, 0), math.log(2))
@@ -29,19 +33,19 @@ def test_idf_is_higher_for_rarer_words() -> None:
 
 def test_evidence_needs_most_of_the_weight_and_enough_of_it() -> None:
     weights = {"priya": 6.0, "raman": 6.0, "live": 1.0}
-    name = evidence("Priya Raman moved to Lisbon.", weights, saturation=10)
-    one_common_word = evidence("Ships live on Tuesdays.", weights, saturation=10)
+    name = evidence_of("Priya Raman moved to Lisbon.", weights, saturation=10)
+    one_common_word = evidence_of("Ships live on Tuesdays.", weights, saturation=10)
     assert name > 0.8 and one_common_word < 0.01
-    assert evidence("anything", {}, saturation=10) == 0.0
+    assert evidence_of("anything", {}, saturation=10) == 0.0
     small_kb = {"deadline": 3.0}  # one word, moderately rare in a small KB: little credit
-    assert evidence("The deadline is March 14.", small_kb, saturation=10) == 0.3
+    assert evidence_of("The deadline is March 14.", small_kb, saturation=10) == 0.3
 
 
 def test_linear_fusion_lets_keyword_evidence_break_a_near_tie_only() -> None:
     weights = {"noor": 6.0, "haddad": 6.0}
 
     def cand(fact_id: str, content: str, similarity: float) -> Candidate:
-        return Candidate(fact_id, content, None, [], similarity=similarity, evidence=evidence(content, weights, 10))
+        return Candidate(fact_id, content, None, [], similarity=similarity, evidence=evidence_of(content, weights, 10))
 
     near = [cand("a", "Noor Haddad adopted a parrot.", 0.50), cand("b", "Yara Aziz adopted a parrot.", 0.53)]
     assert [c.fact_id for c, _ in fuse_linear(near, 0.8)] == ["a", "b"]
