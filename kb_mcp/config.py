@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     hybrid_vector_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8  # linear fusion: the vector side's share
     hybrid_saturation: PositiveFloat = 10.0  # IDF weight (nats) of matched words that earns full keyword evidence
     hybrid_fusion: Literal["linear", "rrf"] = "linear"
-    hybrid_candidates: Annotated[int, Field(ge=1, le=1000)] = 10  # per side, at least top_k
+    hybrid_candidates: Annotated[int, Field(ge=1, le=1000)] = 10  # from the full text, at least top_k
     query_cache_size: Annotated[int, Field(ge=0, le=1_000_000)] = 1024  # query embeddings kept (0: no cache)
 
     similar_threshold: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.85  # store_fact's "similar" hints

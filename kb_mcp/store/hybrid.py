@@ -1,9 +1,10 @@
 """Search by meaning and by words: the vector side (KNN over the RedisVectorStore's index), the keyword side
 (RediSearch full text, BM25STD scorer, the query's words OR-ed) and their fusion.
 
-Both sides run at once, the keyword side while the query is being embedded (it needs no vector), so it adds no
-time when the model is the slower part; the keyword side's pipeline also asks RediSearch how
-many facts contain each query word (document frequencies, cached for a minute). A hit found by one side only gets
+Both sides run at once, the keyword side while the query is being embedded (it needs no vector: with cores to
+spare it adds no time; on 2 cores its work still competes with the model's threads) and its hits weighed while
+RediSearch works on the KNN; the keyword side's pipeline also asks RediSearch how many facts contain each query
+word (document frequencies, cached for a minute). A hit found by one side only gets
 the other's number too: its cosine similarity is computed from its stored vector, so `similarity` (and `min_score`)
 mean the same in every mode. Fusion (KB_HYBRID_FUSION):
   linear  score = w * similarity + (1 - w) * evidence               (w = KB_HYBRID_VECTOR_WEIGHT)
@@ -69,6 +70,9 @@ DF_TTL_S = 60.0  # document frequencies move slowly: one count per word per minu
 TOTAL_DRIFT = 0.1
 DF_CACHE_MAX = 10_000
 COMMON_SHARE = 0.02  # a word in more than this share of the facts is left out of the full-text query
+# Field names as FT.SEARCH returns them (bytes): a hit's fields are looked up without decoding every name.
+TEXT, TAGS, META, EXPIRES, VECTOR, DISTANCE_FIELD = (name.encode() for name in (F_TEXT, F_TAGS, F_META, F_EXPIRES,
+                                                                               F_VECTOR, DISTANCE))
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,14 @@ def informative_terms(terms: list[str], counts: Mapping[str, WordCount]) -> list
     return kept
 
 
+def weigh(cands: list[Candidate], weights: Mapping[str, float], saturation: float) -> None:
+    """Find the query words each candidate holds, and its keyword evidence from them."""
+    matcher = TermMatcher(weights)
+    for cand in cands:
+        cand.held = matcher.held(cand.content)
+        cand.evidence = evidence(cand.held, weights, saturation)
+
+
 def fuse_linear(cands: list[Candidate], vector_weight: float) -> list[tuple[Candidate, float]]:
     """w * cosine similarity + (1 - w) * keyword evidence."""
     scored = [(c, vector_weight * (c.similarity or 0.0) + (1 - vector_weight) * c.evidence) for c in cands]
@@ -248,29 +260,17 @@ class Searcher:
             cands = await self._vector_side(vector, top_k, tags, window)
             ranked = [(c, c.similarity or 0.0) for c in cands]
         elif mode == "keyword":
-            asked, (cands, _) = await asyncio.gather(self._ctx.embed_query(query),
-                                                     self._keyword_side(query, top_k, tags, window,
-                                                                        every_word=True))
+            asked, cands = await asyncio.gather(self._ctx.embed_query(query),
+                                                self._keyword_side(query, top_k, tags, window))
             await self._fill_similarity(cands, asked.vector)
             ranked = [(c, c.bm25 or 0.0) for c in cands]
         else:
-            k = max(top_k, settings.hybrid_candidates)
-
-            async def by_meaning() -> tuple[QueryVector, list[Candidate]]:
-                found = await self._ctx.embed_query(query)
-                return found, await self._vector_side(found.vector, k, tags, window)
-
-            # The keyword side needs no embedding: it runs while the model works, so it costs no extra time.
-            (asked, by_vector), (by_words, weights) = await asyncio.gather(by_meaning(),
-                                                                           self._keyword_side(query, k, tags,
-                                                                                              window))
+            asked, by_vector, by_words, weights = await self._both_sides(
+                query, top_k, max(top_k, settings.hybrid_candidates), tags, window)
             cands = _merge(by_vector, by_words)
-            matcher = TermMatcher(weights)
-            for cand in cands:
-                cand.held = matcher.held(cand.content)
-                cand.evidence = evidence(cand.held, weights, settings.hybrid_saturation)
+            weigh([c for c in cands if "keyword" not in c.ranks], weights, settings.hybrid_saturation)
             w = settings.hybrid_vector_weight
-            if settings.hybrid_fusion == "linear" and len(by_vector) == k:
+            if settings.hybrid_fusion == "linear" and len(by_vector) == top_k:
                 cands = prune_hopeless(cands, top_k, w, min(c.similarity or 0.0 for c in by_vector))
             await self._fill_similarity(cands, asked.vector)
             ranked = fuse_rrf(cands) if settings.hybrid_fusion == "rrf" else fuse_linear(cands, w)
@@ -296,71 +296,125 @@ class Searcher:
 
     async def _vector_side(self, vector: np.ndarray[Any, Any], k: int, tags: list[str], window: Window
                            ) -> list[Candidate]:
-        """KNN over the index's vector field, filtered inside RediSearch, under the index deadline: the query
-        LlamaIndex's RedisVectorStore builds for this index, sent as one FT.SEARCH (building it through
+        """KNN over the index's vector field, filtered inside RediSearch, under the index deadline."""
+        command = self._knn_command(vector, k, tags, window)
+
+        async def knn(r: RedisClient) -> Any:
+            return await r.execute_command(*command)
+
+        return self._vector_hits(await self._index.run(
+            lambda: self._ctx.redis("vector search", knn, SEARCH_DEADLINE)))
+
+    async def _keyword_side(self, query: str, k: int, tags: list[str], window: Window) -> list[Candidate]:
+        """Keyword mode: full text, BM25STD, every one of the query's content words may match (escaped), ranked by
+        BM25 alone. It needs the common words too: without "team" and "violet", "team violet-257" ties with "team
+        red-257" (measured: keyword recall@1 0.755 vs 0.9775)."""
+        command = self._text_command(content_terms(query), k, tags, window)
+        if command is None:
+            return []
+
+        async def text(r: RedisClient) -> Any:
+            return await r.execute_command(*command)
+
+        return self._keyword_hits(await self._index.run(
+            lambda: self._ctx.redis("keyword search", text, SEARCH_DEADLINE)))
+
+    async def _both_sides(self, query: str, nearest: int, k: int, tags: list[str], window: Window
+                          ) -> tuple[QueryVector, list[Candidate], list[Candidate], dict[str, float]]:
+        """Hybrid search's two sides at once: the `nearest` facts by meaning, and up to `k` by the query's words
+        with the words each holds and its evidence. Returns the query's vector, each side's hits and the IDF weight
+        of every query word that some fact contains.
+
+        The word side is sent first and needs no vector: it runs while the query is embedded, and while RediSearch
+        works on the KNN its hits are already weighed (measured at 100,000 facts with cached embeddings: one
+        pipeline holding both queries and weighing afterwards cost ~0.2 ms more per search)."""
+
+        async def by_meaning() -> tuple[QueryVector, list[Candidate]]:
+            asked = await self._ctx.embed_query(query)
+            return asked, await self._vector_side(asked.vector, nearest, tags, window)
+
+        (by_words, weights), (asked, by_vector) = await asyncio.gather(self._words_side(query, k, tags, window),
+                                                                       by_meaning())
+        return asked, by_vector, by_words, weights
+
+    async def _words_side(self, query: str, k: int, tags: list[str], window: Window
+                          ) -> tuple[list[Candidate], dict[str, float]]:
+        """Full text over the query's informative words, each hit weighed (`held`, `evidence`), and the IDF weight
+        of every query word that some fact contains.
+
+        The full text leaves common words out (evidence weighs all of them): a word never seen before is counted
+        first, in a round trip of its own (searched uncounted, "team" alone cost RediSearch 2.4 ms at 100,000
+        facts); a count older than a minute still decides and is refreshed in the search's pipeline."""
+        terms = content_terms(query)
+        first = self._count_plan([t for t in terms if t not in self._df], time.monotonic())
+        if first.terms:
+            await self._count_new(first)
+        text = self._text_command(informative_terms(terms, self._df), k, tags, window)
+        now = time.monotonic()
+        stale = self._count_plan([t for t in terms if t not in self._df or self._df[t].until <= now], now)
+        if text is None and not stale.terms:
+            return [], self._weights(terms)
+
+        def add(pipe: Pipeline) -> None:
+            if text is not None:
+                pipe.execute_command(*text)
+            self._queue_counts(pipe, stale)
+
+        replies = await self._index.run(lambda: self._ctx.pipeline("keyword search", add, SEARCH_DEADLINE))
+        self._store_counts(stale, replies[1 if text is not None else 0:])
+        weights = self._weights(terms)
+        hits = self._keyword_hits(replies[0]) if text is not None else []
+        weigh(hits, weights, self._ctx.settings.hybrid_saturation)
+        return hits, weights
+
+    def _weights(self, terms: list[str]) -> dict[str, float]:
+        known = {t: self._df[t] for t in terms if t in self._df}
+        return {t: idf(c.holding, max(c.facts, c.holding)) for t, c in known.items() if c.holding > 0}
+
+    async def _count_new(self, first: CountPlan) -> None:
+        """Count the words no count is known for (and the facts, when due), in a round trip of their own."""
+        replies = await self._index.run(lambda: self._ctx.pipeline(
+            "count words", lambda pipe: self._queue_counts(pipe, first), SEARCH_DEADLINE))
+        self._store_counts(first, replies)
+
+    def _knn_command(self, vector: np.ndarray[Any, Any], k: int, tags: list[str], window: Window) -> list[Any]:
+        """The query LlamaIndex's RedisVectorStore builds for this index, as one FT.SEARCH (building it through
         VectorStoreQuery and redisvl, and parsing nodes back, cost more than the KNN itself: measured 1.16 vs 0.6 ms
         p50 at 2,000 facts). The RedisVectorStore stays the store: same index, same records
-        (`KnowledgeStore.vector_store`)."""
+        (`KnowledgeStore.vector_store`). SORTBY: without it RediSearch may return the neighbours out of order."""
         filters = " ".join([*tag_clauses(tags), *time_clauses(window.after_s, window.before_s)])
         q = f"{f'({filters})' if filters else '*'}=>[KNN {k} @{F_VECTOR} $vector AS {DISTANCE}]"
         blob = np.asarray(vector, dtype=np.float32).tobytes()
-        name = self._index.name
+        return ["FT.SEARCH", self._index.name, q, "PARAMS", 2, "vector", blob, "SORTBY", DISTANCE, "ASC",
+                "RETURN", 5, F_TEXT, F_TAGS, F_META, F_EXPIRES, DISTANCE, "LIMIT", 0, k, "DIALECT", 2]
 
-        async def knn(r: RedisClient) -> Any:
-            return await r.execute_command("FT.SEARCH", name, q, "PARAMS", 2, "vector", blob, "SORTBY", DISTANCE,
-                                           "ASC", "RETURN", 5, F_TEXT, F_TAGS, F_META, F_EXPIRES, DISTANCE,
-                                           "LIMIT", 0, k, "DIALECT", 2)
+    def _text_command(self, terms: list[str], k: int, tags: list[str], window: Window) -> list[Any] | None:
+        """Full text, BM25STD, any of `terms` (escaped), the same filters as the KNN; None without a word to
+        search. Each hit's stored vector comes back too: its similarity then needs no round trip."""
+        words = any_word_query(terms)
+        if words is None:
+            return None
+        q = " ".join([words, *tag_clauses(tags), *time_clauses(window.after_s, window.before_s)])
+        return ["FT.SEARCH", self._index.name, q, "WITHSCORES", "SCORER", "BM25STD", "RETURN", 5, F_TEXT, F_TAGS,
+                F_META, F_EXPIRES, F_VECTOR, "LIMIT", 0, k, "DIALECT", 2]
 
-        raw = await self._index.run(lambda: self._ctx.redis("vector search", knn, SEARCH_DEADLINE))
+    def _vector_hits(self, raw: list[Any]) -> list[Candidate]:
         out: list[Candidate] = []
         for key, _, fields in _rows(raw, scores=False):
-            out.append(Candidate(fact_id=self._ctx.keyspace.fact_id(key), content=as_text(fields.get(F_TEXT)),
-                                 meta_json=fields.get(F_META), tags=split_tags(fields.get(F_TAGS)),
-                                 similarity=1.0 - float(as_text(fields.get(DISTANCE, b"1"))),
-                                 expires_at=as_text(fields.get(F_EXPIRES)), ranks={"vector": len(out) + 1}))
+            out.append(Candidate(fact_id=self._ctx.keyspace.fact_id(key), content=as_text(fields.get(TEXT)),
+                                 meta_json=fields.get(META), tags=split_tags(fields.get(TAGS)),
+                                 similarity=1.0 - float(fields.get(DISTANCE_FIELD, b"1")),
+                                 expires_at=as_text(fields.get(EXPIRES)), ranks={"vector": len(out) + 1}))
         return out
 
-    async def _keyword_side(self, query: str, k: int, tags: list[str], window: Window, *, every_word: bool = False
-                            ) -> tuple[list[Candidate], dict[str, float]]:
-        """Full text, BM25STD, any of the query's content words (escaped), the same tag filter. Returns the hits and
-        the IDF weight of every query word that some fact contains.
-
-        Hybrid search leaves common words out (its evidence re-ranks with all of them): a word never seen before is
-        counted first, in a round trip of its own that the embedding hides (searched uncounted, "team" alone cost
-        RediSearch 2.4 ms at 100,000 facts); a count older than a minute still decides and is refreshed in the
-        search's pipeline. Keyword mode (`every_word`) ranks by BM25 alone, which needs every word: without "team"
-        and "violet", "team violet-257" ties with "team red-257" (measured: keyword recall@1 0.755 vs 0.9775)."""
-        terms = content_terms(query)
-        now = time.monotonic()
-        if not every_word:
-            first = self._count_plan([t for t in terms if t not in self._df], now)
-            if first.terms:
-                replies = await self._index.run(lambda: self._ctx.pipeline(
-                    "count words", lambda pipe: self._queue_counts(pipe, first), SEARCH_DEADLINE))
-                self._store_counts(first, replies)
-        words = any_word_query(terms if every_word else informative_terms(terms, self._df))
-        if words is None:
-            return [], {}
-        q = " ".join([words, *tag_clauses(tags), *time_clauses(window.after_s, window.before_s)])
-        stale = self._count_plan([t for t in terms if t not in self._df or self._df[t].until <= now], now)
-        name = self._index.name
-
-        def add(pipe: Pipeline) -> None:
-            pipe.execute_command("FT.SEARCH", name, q, "WITHSCORES", "SCORER", "BM25STD", "RETURN", 5, F_TEXT,
-                                 F_TAGS, F_META, F_EXPIRES, F_VECTOR, "LIMIT", 0, k, "DIALECT", 2)
-            self._queue_counts(pipe, stale)
-
-        raw, *counts = await self._index.run(lambda: self._ctx.pipeline("keyword search", add, SEARCH_DEADLINE))
-        self._store_counts(stale, counts)
-        known = {t: self._df[t] for t in terms if t in self._df}
-        weights = {t: idf(c.holding, max(c.facts, c.holding)) for t, c in known.items() if c.holding > 0}
+    def _keyword_hits(self, raw: list[Any]) -> list[Candidate]:
         out: list[Candidate] = []
         for key, score, fields in _rows(raw, scores=True):
-            out.append(Candidate(fact_id=self._ctx.keyspace.fact_id(key), content=as_text(fields.get(F_TEXT)),
-                                 meta_json=fields.get(F_META), tags=split_tags(fields.get(F_TAGS)),
-                                 bm25=score, expires_at=as_text(fields.get(F_EXPIRES)),
-                                 ranks={"keyword": len(out) + 1}, vector=fields.get(F_VECTOR)))
-        return out, weights
+            out.append(Candidate(fact_id=self._ctx.keyspace.fact_id(key), content=as_text(fields.get(TEXT)),
+                                 meta_json=fields.get(META), tags=split_tags(fields.get(TAGS)),
+                                 bm25=score, expires_at=as_text(fields.get(EXPIRES)),
+                                 ranks={"keyword": len(out) + 1}, vector=fields.get(VECTOR)))
+        return out
 
     def _count_plan(self, terms: list[str], now: float) -> CountPlan:
         """What to count for `terms`: each word, and the number of facts when that is due (FT.INFO, ~1-3 ms of Redis
@@ -392,9 +446,12 @@ class Searcher:
         """Cosine similarity of the hits the vector side did not return (vectors are unit length: a dot product),
         from the vector the keyword side returned, else loaded."""
         query = np.asarray(vector, dtype=np.float32)
-        for cand in cands:
-            if cand.similarity is None and cand.vector:
-                cand.similarity = float(np.frombuffer(cand.vector, dtype=np.float32) @ query)
+        returned = [c for c in cands if c.similarity is None and c.vector and len(c.vector) == 4 * len(query)]
+        if returned:  # one product for all of them
+            stacked = np.frombuffer(b"".join(c.vector or b"" for c in returned), dtype=np.float32)
+            for cand, similarity in zip(returned, (stacked.reshape(len(returned), -1) @ query).tolist(),
+                                        strict=True):
+                cand.similarity = similarity
         missing = [c for c in cands if c.similarity is None]
         if not missing:
             return
@@ -408,14 +465,15 @@ class Searcher:
                 cand.similarity = float(np.frombuffer(raw, dtype=np.float32) @ query)
 
 
-def _rows(raw: list[Any], *, scores: bool) -> list[tuple[bytes, float | None, dict[str, Any]]]:
-    """An FT.SEARCH reply ([total, key, (score,) [field, value, ...], ...]) as (key, score, fields) rows."""
+def _rows(raw: list[Any], *, scores: bool) -> list[tuple[bytes, float | None, dict[bytes, Any]]]:
+    """An FT.SEARCH reply ([total, key, (score,) [field, value, ...], ...]) as (key, score, fields) rows; field
+    names stay bytes."""
     step = 3 if scores else 2
     rows = []
     for i in range(1, len(raw) - step + 2, step):
         values = raw[i + step - 1]
-        fields = {as_text(values[j]): values[j + 1] for j in range(0, len(values) - 1, 2)}
-        rows.append((raw[i], float(as_text(raw[i + 1])) if scores else None, fields))
+        fields = dict(zip(values[::2], values[1::2], strict=False))  # [name, value, ...]
+        rows.append((raw[i], float(raw[i + 1]) if scores else None, fields))
     return rows
 
 
@@ -426,6 +484,8 @@ def _merge(by_vector: list[Candidate], by_words: list[Candidate]) -> list[Candid
             merged[cand.fact_id].bm25 = cand.bm25
             merged[cand.fact_id].ranks.update(cand.ranks)
             merged[cand.fact_id].vector = cand.vector
+            merged[cand.fact_id].held = cand.held
+            merged[cand.fact_id].evidence = cand.evidence
         else:
             merged[cand.fact_id] = cand
     return list(merged.values())

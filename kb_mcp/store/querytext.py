@@ -83,11 +83,9 @@ class TermMatcher:
                 self._by_spelling.setdefault(spelling, []).append((term, form))
 
     def held(self, text: str) -> frozenset[str]:
-        found: set[str] = set()
-        for word in WORD_RE.findall(text):
-            lower = word.lower()
-            options = self._by_spelling.get(lower)
-            if options:
-                form = singular(lower)
-                found.update(term for term, wanted in options if wanted == form)
-        return frozenset(found)
+        # Lower-casing the whole text splits it into the same words only for ASCII ("İ" lower-cases to two code
+        # points, the second not a word character): other text is lower-cased word by word.
+        found = WORD_RE.findall(text.lower()) if text.isascii() else [w.lower() for w in WORD_RE.findall(text)]
+        spelled = self._by_spelling.keys() & found
+        return frozenset(term for spelling in spelled for term, form in self._by_spelling[spelling]
+                         if form == singular(spelling))

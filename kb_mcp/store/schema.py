@@ -7,6 +7,7 @@ The index is described once, as a redisvl `IndexSchema`: LlamaIndex's `RedisVect
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from kb_mcp.config import Settings
@@ -43,8 +44,8 @@ class Keyspace:
     def index_name(self) -> str:
         return INDEX_NAME.format(ns=self.namespace)
 
-    @property
-    def key_prefix(self) -> str:
+    @cached_property
+    def key_prefix(self) -> str:  # cached: every search hit's key is cut by it
         return FACT_KEY.format(ns=self.namespace, fact_id="")
 
     def key(self, fact_id: str) -> str:
