@@ -134,8 +134,11 @@ def test_ties_on_the_same_words_are_settled_by_what_the_query_asks_besides_them(
 
 def test_the_term_matcher_agrees_with_word_forms() -> None:
     texts = ["Parrots and glass", "The atlas lists buses; a bus, two BUSES.", "Classes: class, glasses",
-             "dress dresses", "Ships live on Tuesdays", "news is new", "ss s sss"]
+             "dress dresses", "Ships live on Tuesdays", "news is new", "ss s sss",
+             # not ASCII: lower-cased word by word ("İ" lower-cases to two code points, the second no word character)
+             "İstanbul ferries; Zürich's TRAMS", "ÉCOLES école Straße"]
     terms = ["parrot", "parrots", "glass", "atlas", "atla", "bus", "buses", "class", "dresses", "dress", "ship",
-             "tuesday", "news", "new", "ss", "s", "live", "lives", "missing"]
+             "tuesday", "news", "new", "ss", "s", "live", "lives", "missing", "i̇stanbul", "istanbul", "ferry",
+             "ferries", "zürich", "tram", "école", "écoles", "straße"]
     for text in texts:
         assert TermMatcher(terms).held(text) == {t for t in terms if singular(t) in word_forms(text)}, text
