@@ -208,6 +208,12 @@ async def _floors(store: Any, queries: list[str]) -> Result:
     }
 
 
+def in_turn(modes: tuple[SearchMode, ...], i: int) -> tuple[SearchMode, ...]:
+    """The modes in the order the i-th question asks them: the order turns with each question, so no mode is always
+    first (or always right after another)."""
+    return modes[i % len(modes):] + modes[:i % len(modes)]
+
+
 async def _search_modes(store: Any, queries: list[str],
                         modes: tuple[SearchMode, ...] = ("vector", "hybrid", "keyword")) -> Result:
     """semantic_search through the store (no MCP) in each mode: what hybrid costs over vector search. Each query is
@@ -219,7 +225,7 @@ async def _search_modes(store: Any, queries: list[str],
         await store.semantic_search(q, mode="hybrid")
     times: dict[str, list[float]] = {mode: [] for mode in modes}
     for i, q in enumerate(queries):
-        for mode in modes[i % len(modes):] + modes[:i % len(modes)]:
+        for mode in in_turn(modes, i):
             times[mode].append(await timed(store.semantic_search(q, mode=mode)))
     return {mode: pcts(values) for mode, values in times.items()}
 
@@ -246,7 +252,7 @@ async def _both_modes(client: Any, queries: list[str], n: int, rng: random.Rando
     both modes alike (two loops one after the other were seen to differ by more than the modes do)."""
     times: dict[str, list[float]] = {"hybrid": [], "vector": []}
     for i in range(n):
-        for mode in ("hybrid", "vector") if i % 2 else ("vector", "hybrid"):
+        for mode in in_turn(("vector", "hybrid"), i):
             times[mode].append(await timed(ok(client.call_tool("semantic_search", {"query": rng.choice(queries),
                                                                                     "mode": mode}))))
     return times["hybrid"], times["vector"]

@@ -296,27 +296,22 @@ class Searcher:
     async def _vector_side(self, vector: np.ndarray[Any, Any], k: int, tags: list[str], window: Window
                            ) -> list[Candidate]:
         """KNN over the index's vector field, filtered inside RediSearch, under the index deadline."""
-        command = self._knn_command(vector, k, tags, window)
-
-        async def knn(r: RedisClient) -> Any:
-            return await r.execute_command(*command)
-
-        return self._vector_hits(await self._index.run(
-            lambda: self._ctx.redis("vector search", knn, SEARCH_DEADLINE)))
+        return self._vector_hits(await self._one_search("vector search", self._knn_command(vector, k, tags, window)))
 
     async def _keyword_side(self, query: str, k: int, tags: list[str], window: Window) -> list[Candidate]:
         """Keyword mode: full text, BM25STD, every one of the query's content words may match (escaped), ranked by
         BM25 alone. It needs the common words too: without "team" and "violet", "team violet-257" ties with "team
         red-257" (measured: keyword recall@1 0.755 vs 0.9775)."""
         command = self._text_command(content_terms(query), k, tags, window)
-        if command is None:
-            return []
+        return self._keyword_hits(await self._one_search("keyword search", command)) if command else []
 
-        async def text(r: RedisClient) -> Any:
+    async def _one_search(self, op: str, command: list[Any]) -> Any:
+        """One FT.SEARCH under the search deadline, once the index exists."""
+
+        async def send(r: RedisClient) -> Any:
             return await r.execute_command(*command)
 
-        return self._keyword_hits(await self._index.run(
-            lambda: self._ctx.redis("keyword search", text, SEARCH_DEADLINE)))
+        return await self._index.run(lambda: self._ctx.redis(op, send, SEARCH_DEADLINE))
 
     async def _both_sides(self, query: str, nearest: int, k: int, tags: list[str], window: Window
                           ) -> tuple[QueryVector, list[Candidate], list[Candidate], dict[str, float]]:
