@@ -143,7 +143,15 @@ async def test_a_loading_redis_says_so_then_serves(redis_server_factory: Callabl
         await asyncio.sleep(0.05)
     await admin.aclose()
     server.stop()
-    server.start(wait=False, extra_args="--key-load-delay 25 --loading-process-events-interval-bytes 1024")
+    slow_load = "--key-load-delay 25 --loading-process-events-interval-bytes 1024"
+    server.start(wait=False, extra_args=slow_load)
+    code, line = server.status()
+    for _ in range(50):  # the daemon may not be listening yet (1: alive, not answering)
+        if code != 1:
+            break
+        await asyncio.sleep(0.1)
+        code, line = server.status()
+    assert code == 4 and line.startswith("loading pid=") and "% read" in line, (code, line)
     async with in_process(make_settings(redis_url=server.url), embedding) as (client, _):
         loading = await client.call_tool("get_fact", {"fact_id": "s"})
         assert loading.is_error and "Redis is loading its data" in text(loading), text(loading)
@@ -153,6 +161,11 @@ async def test_a_loading_redis_says_so_then_serves(redis_server_factory: Callabl
         await until_ok(client, "get_fact", {"fact_id": "s"}, deadline_s=30)
         found = await client.call_tool("semantic_search", {"query": "what survives a restart?"})
         assert found.structured_content and found.structured_content["results"][0]["fact_id"] == "s"
+    # The script's own start waits out a load longer than its start timeout (it answers LOADING, so it is alive).
+    server.stop()
+    logged = server.start(extra_args=slow_load, REDIS_START_TIMEOUT="1")
+    assert "loading its data into memory" in logged and "ready: redis://" in logged, logged
+    assert server.status()[0] == 0
 
 
 def test_every_refusal_has_its_own_sentence() -> None:

@@ -29,14 +29,22 @@ class RedisServer:
         self.url = (f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={tls_dir / 'ca.crt'}" if tls_dir
                     else f"redis://127.0.0.1:{port}/0")
 
-    def _script(self, *args: str, **env: str) -> None:
+    def _script(self, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
         full = {**os.environ, "REDIS_PORT": str(self.port), "REDIS_DATA_DIR": str(self.data_dir),
                 "REDIS_TLS_DIR": str(self.tls_dir or ""), **env}
-        subprocess.run(["bash", str(REDIS_SCRIPT), *args], env=full, check=True, capture_output=True, timeout=300)
+        return subprocess.run(["bash", str(REDIS_SCRIPT), *args], env=full, check=check, capture_output=True,
+                              text=True, timeout=300)
 
-    def start(self, *, wait: bool = True, extra_args: str = "") -> None:
-        """Start (AOF on); `wait=False` returns while Redis is still loading its data (it answers LOADING)."""
-        self._script("start", REDIS_START_WAIT="yes" if wait else "no", REDIS_EXTRA_ARGS=extra_args)
+    def start(self, *, wait: bool = True, extra_args: str = "", **env: str) -> str:
+        """Start (AOF on); `wait=False` returns while Redis is still loading its data (it answers LOADING).
+        Returns what the script logged (stderr); `env` adds settings (REDIS_START_TIMEOUT...)."""
+        return self._script("start", REDIS_START_WAIT="yes" if wait else "no", REDIS_EXTRA_ARGS=extra_args,
+                            **env).stderr
+
+    def status(self) -> tuple[int, str]:
+        """`redis-stack.sh status`: its exit code (0 running, 3 stopped, 4 loading) and its line."""
+        done = self._script("status", check=False)
+        return done.returncode, done.stdout.strip()
 
     def stop(self) -> None:
         self._script("stop")
