@@ -220,7 +220,8 @@ async def _search_modes(store: Any, queries: list[str],
     asked in every mode in turn (the order turning with each query), so a machine getting slower or faster during
     the run weighs on every mode alike. With the store's query cache (the default) the embedding is cached and the
     difference is the Redis and fusion work alone; without it, every search runs the model too, which on 2 cores
-    shares them with that work. Word counts are warm either way (a word's first sighting costs a round trip)."""
+    shares them with that work. Word counts are warm either way (a common word's first sighting costs a costlier
+    full-text search)."""
     for q in queries:  # warm the query cache (if any) and the document-frequency cache
         await store.semantic_search(q, mode="hybrid")
     times: dict[str, list[float]] = {mode: [] for mode in modes}

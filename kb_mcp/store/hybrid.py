@@ -68,7 +68,8 @@ DF_TTL_S = 60.0  # document frequencies move slowly: one count per word per minu
 # smaller total go wrong (a search on 10 facts, 1,000 stored, the next search's IDFs went negative).
 TOTAL_DRIFT = 0.1
 DF_CACHE_MAX = 10_000
-COMMON_SHARE = 0.02  # a word in more than this share of the facts is left out of the full-text query
+# A word in more than this share of the facts is left out of the full-text query (see `informative_terms`).
+COMMON_SHARE = 0.01
 # Field names as FT.SEARCH returns them (bytes): a hit's fields are looked up without decoding every name.
 TEXT, TAGS, META, EXPIRES, VECTOR, DISTANCE_FIELD = (name.encode() for name in (F_TEXT, F_TAGS, F_META, F_EXPIRES,
                                                                                F_VECTOR, DISTANCE))
@@ -152,13 +153,18 @@ def informative_terms(terms: list[str], counts: Mapping[str, WordCount]) -> list
     """The query words worth a full-text search: not those that a large share of the facts contain (by their last
     count, however old: document frequencies move slowly, and an old count is refreshed beside the search). Such a
     word adds little to a fact's evidence (evidence is still computed from every word), yet RediSearch would score
-    every fact holding it: measured, the keyword side cost 2.3 ms at 100,000 facts. Uncounted and absent words stay
-    (a word stored a second ago must still be found); if no word left is known to occur at all, the two rarest
-    common ones come back, so a name shared by many facts still finds them."""
+    every fact holding it: measured, the keyword side cost 2.3 ms at 100,000 facts. "Large" is 1 % (COMMON_SHARE):
+    against 2 %, hybrid - vector p50 at 100,000 facts +0.57 / +0.65 ms vs +0.99 / +0.91 (fewer, better candidates
+    to weigh), `kb-mcp eval` hard set at 2,000 facts recall@1 0.942 vs 0.912 (1,000 questions; the same at 200, 500
+    and 9,000 facts, and the bench set the same at every size); keeping words held by fewer than 50 or 100 facts
+    lost 0.01 to 0.02 at 200 and 500 facts, so there is no floor. Uncounted and absent words stay
+    (a word stored a second ago must still be found); if every word left is known to occur in no fact, the two
+    rarest common ones come back, so a name shared by many facts still finds them. An uncounted word may occur:
+    it is counted beside the search, and the search is sent again only if it turns out absent."""
     known = {t: counts[t] for t in terms if t in counts}
     common = [t for t in terms if t in known and known[t].holding > COMMON_SHARE * known[t].facts]
     kept = [t for t in terms if t not in common]
-    if common and not any(t in known and known[t].holding > 0 for t in kept):
+    if common and all(t in known and known[t].holding == 0 for t in kept):
         kept += sorted(common, key=lambda t: known[t].holding)[:2]
     return kept
 
@@ -335,40 +341,42 @@ class Searcher:
         """Full text over the query's informative words, each hit weighed (`held`, `evidence`), and the IDF weight
         of every query word that some fact contains.
 
-        The full text leaves common words out (evidence weighs all of them): a word never seen before is counted
-        first, in a round trip of its own (searched uncounted, "team" alone cost RediSearch 2.4 ms at 100,000
-        facts); a count older than a minute still decides and is refreshed in the search's pipeline."""
+        The full text leaves out the words known to be common (evidence weighs all of them). A word never seen
+        before is searched and counted in the same pipeline: counting it first, in a round trip of its own, cost
+        every question naming a new id or name ~0.3 ms (100,000 facts, hybrid - vector p50 +1.06 / +1.21 ms with
+        a new word in every question vs +0.75 to +0.98 without). What that costs: one costlier full-text search
+        the first time this process meets a common word ("team" searched uncounted cost RediSearch 2.4 ms at
+        100,000 facts), and a second round trip when the new words turn out to be in no fact and the common words
+        must be searched after all (a misspelt word beside a name many facts share). A count older than a minute
+        still decides and is refreshed in the search's pipeline."""
         terms = content_terms(query)
-        first = self._count_plan([t for t in terms if t not in self._df], time.monotonic())
-        if first.terms:
-            await self._count_new(first)
-        text = self._text_command(informative_terms(terms, self._df), k, tags, window)
         now = time.monotonic()
-        stale = self._count_plan([t for t in terms if t not in self._df or self._df[t].until <= now], now)
-        if text is None and not stale.terms:
+        searched = informative_terms(terms, self._df)
+        text = self._text_command(searched, k, tags, window)
+        due = self._count_plan([t for t in terms if t not in self._df or self._df[t].until <= now], now)
+        if text is None and not due.terms:
             return [], self._weights(terms)
 
         def add(pipe: Pipeline) -> None:
             if text is not None:
                 pipe.execute_command(*text)
-            self._queue_counts(pipe, stale)
+            self._queue_counts(pipe, due)
 
         replies = await self._index.run(lambda: self._ctx.pipeline("keyword search", add, SEARCH_DEADLINE))
-        self._store_counts(stale, replies[1 if text is not None else 0:])
+        self._store_counts(due, replies[1 if text is not None else 0:])
+        raw = replies[0] if text is not None else None
+        wanted = informative_terms(terms, self._df)
+        if not set(wanted) <= set(searched):  # the new words occur nowhere: the common ones come back
+            retry = self._text_command(wanted, k, tags, window)
+            raw = await self._one_search("keyword search", retry) if retry else None
         weights = self._weights(terms)
-        hits = self._keyword_hits(replies[0]) if text is not None else []
+        hits = self._keyword_hits(raw) if raw is not None else []
         weigh(hits, weights, self._ctx.settings.hybrid_saturation)
         return hits, weights
 
     def _weights(self, terms: list[str]) -> dict[str, float]:
         known = {t: self._df[t] for t in terms if t in self._df}
         return {t: idf(c.holding, max(c.facts, c.holding)) for t, c in known.items() if c.holding > 0}
-
-    async def _count_new(self, first: CountPlan) -> None:
-        """Count the words no count is known for (and the facts, when due), in a round trip of their own."""
-        replies = await self._index.run(lambda: self._ctx.pipeline(
-            "count words", lambda pipe: self._queue_counts(pipe, first), SEARCH_DEADLINE))
-        self._store_counts(first, replies)
 
     def _knn_command(self, vector: np.ndarray[Any, Any], k: int, tags: list[str], window: Window) -> list[Any]:
         """The query LlamaIndex's RedisVectorStore builds for this index, as one FT.SEARCH (building it through

@@ -99,6 +99,13 @@ def test_uncounted_words_are_searched_and_old_counts_still_decide() -> None:
     assert informative_terms(["team", "billing"], {}) == ["team", "billing"]
 
 
+def test_an_uncounted_word_may_occur_so_the_common_ones_wait_for_its_count() -> None:
+    df = {"kasia": WordCount(500, 2_000, 99.0), "silva": WordCount(480, 2_000, 99.0)}
+    assert informative_terms(["kasia", "silva", "zorblax"], df) == ["zorblax"]
+    counted = {**df, "zorblax": WordCount(0, 2_000, 99.0)}  # in no fact: the rarest common words come back
+    assert informative_terms(["kasia", "silva", "zorblax"], counted) == ["zorblax", "silva", "kasia"]
+
+
 def test_a_share_compares_counts_of_one_moment() -> None:
     # "billing" was counted when the namespace had 40,000 facts, "team" when it had 100,000: each against its own.
     df = {"team": WordCount(1_000, 100_000, 99.0), "billing": WordCount(1_000, 40_000, 99.0)}
