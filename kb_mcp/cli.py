@@ -59,7 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--server", metavar="URL", help="a running `serve --transport http` (e.g. "
                                                        "http://127.0.0.1:8765): read its /metrics too")
     sub.add_parser("doctor", help="check Redis, the search module, the index, the model and the timeouts")
-    sub.add_parser("reindex", help="drop and re-create the search index from the stored facts (no data loss)")
+    reindex = sub.add_parser("reindex", help="drop and re-create the search index from the stored facts (no data "
+                                             "loss); --re-embed: embed every fact again with the configured model")
+    reindex.add_argument("--re-embed", action="store_true",
+                         help="give every fact of KB_NAMESPACE a vector from the configured embedding model and "
+                              "record that model (after changing KB_EMBEDDING_PROVIDER/KB_EMBEDDING_MODEL; stop the "
+                              "servers still using the old model first)")
     migrate = sub.add_parser("migrate", help="move namespaces from the key layout before hash tags (in place)",
                              description="Rename every key of a namespace stored as <ns>:fact:<id> (the layout "
                                          "before hash tags) to {<ns>}:fact:<id>, create the new index and drop the "
@@ -263,12 +268,37 @@ def _stats(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reindex(settings: Settings, args: argparse.Namespace) -> int:
+    if args.re_embed:
+        return _re_embed(settings)
+
     async def work(store: Any) -> int:
         stats = await store.rebuild_index()
         print(f"index {stats.index} re-created: {stats.facts} fact(s), {stats.index_state}", file=sys.stderr)
         return EXIT_OK
 
     return _with_store(settings, work)
+
+
+def _re_embed(settings: Settings) -> int:
+    """Not through `_with_store`: opening the store checks the recorded model, which is what this changes."""
+    from tqdm import tqdm
+
+    from kb_mcp.store.knowledge import Backend
+
+    async def run() -> int:
+        async with Backend.open(settings) as backend:
+            store = backend.store(settings.namespace)
+            with tqdm(desc=f"re-embedding {settings.namespace}", unit=" facts", file=sys.stderr) as bar:
+
+                def progress(done: int) -> None:
+                    bar.update(done - bar.n)
+
+                report = await store.re_embed(progress)
+        print(f"{settings.namespace}: {report.facts} fact(s) embedded again with {report.model} ({report.dim}-d) in "
+              f"{report.seconds} s; {report.skipped} changed or deleted meanwhile (left as written)", file=sys.stderr)
+        return EXIT_OK
+
+    return asyncio.run(run())
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:

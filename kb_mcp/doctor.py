@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kb_mcp.config import Settings
-from kb_mcp.errors import KbError
+from kb_mcp.errors import KbError, StartupError
 from kb_mcp.redis_topology import RedisClient
 from kb_mcp.store.replies import as_text, pairs
 from kb_mcp.timeouts import bounded
@@ -88,14 +88,19 @@ async def run_doctor(settings: Settings) -> int:
                                 f"{replicas} connected to the namespace's master" + (
                                     " (KB_DURABILITY=replica: every write waits for one)" if wants_replica else "")))
             if search and embedding is not None:
-                await store.ensure_index()
-                stats = await store.stats()
-                checks.append(Check("index", "ok", f"{stats.index}: {stats.facts} facts, {stats.index_state}, "
-                                                   f"{stats.vector_algorithm} {stats.dimensions}-d"))
-                drift = await store.index_drift()
-                if drift:
-                    checks.append(Check("index settings", "warn", f"built with {drift}: run `kb-mcp reindex` "
-                                                                  "to rebuild it (no data loss)"))
+                try:
+                    await store.ensure_index()
+                except StartupError as exc:  # another model's vectors, another dimension: what to do is in it
+                    checks.append(Check("index", "fail", str(exc)))
+                else:
+                    stats = await store.stats()
+                    checks.append(Check("index", "ok", f"{stats.index}: {stats.facts} facts, {stats.index_state}, "
+                                                       f"{stats.vector_algorithm} {stats.dimensions}-d, vectors of "
+                                                       f"{stats.embedding}"))
+                    drift = await store.index_drift()
+                    if drift:
+                        checks.append(Check("index settings", "warn", f"built with {drift}: run `kb-mcp reindex` "
+                                                                      "to rebuild it (no data loss)"))
         except KbError as exc:
             checks.append(Check("redis", "fail", str(exc)))
         checks.append(Check("breaker", "ok" if manager.breaker.state.value == "closed" else "warn",

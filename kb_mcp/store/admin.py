@@ -1,8 +1,11 @@
-"""Administration of a namespace: stats, count, settings drift, index rebuild, and dropping it all (tests)."""
+"""Administration of a namespace: stats, count, settings drift, index rebuild, re-embedding with another model, and
+dropping it all (tests)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
@@ -13,7 +16,8 @@ from kb_mcp.redis_manager import ManagerState
 from kb_mcp.redis_topology import Placement
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.index import SearchIndex
-from kb_mcp.store.replies import as_text, vector_attributes
+from kb_mcp.store.model_record import ModelRecord, ReEmbedReport, embed_again
+from kb_mcp.store.replies import as_text, index_dim, vector_attributes
 from kb_mcp.store.scan import iter_keys
 from kb_mcp.store.writes import Writer
 
@@ -101,8 +105,31 @@ class Admin:
                 await self._ctx.command("FT.DROPINDEX", self._index.name)
             self._index.forget()
         await self._index.ensure()
-        # Each poll is one bounded FT.INFO; Redis scanning its keyspace keeps answering, and a Redis that stops
-        # answering ends the wait with its error instead of a report that looks like success.
+        return await self._indexed(wait)
+
+    async def re_embed(self, progress: Callable[[int], None]) -> ReEmbedReport:
+        """Give every fact a vector from the configured model, record that model, and return once the index holds
+        them all (`kb-mcp reindex --re-embed`). When the dimension changes the index is dropped first (the hashes
+        stay; RediSearch would not index vectors of the new dimension in a field of the old one) and created again
+        at the end. Facts written meanwhile by a server still using the old model would keep that model's vectors:
+        stop those servers first."""
+        started = time.monotonic()
+        ctx = self._ctx
+        if index_dim(await self._index.info() or {}) not in (None, ctx.embedding.dim):
+            async with self._index.lock:
+                await ctx.command("FT.DROPINDEX", self._index.name)
+                self._index.forget()
+        written, skipped = await embed_again(ctx, self._writer, progress)
+        await ModelRecord(ctx).write()
+        await self._index.ensure()
+        await self._indexed()
+        return ReEmbedReport(facts=written, skipped=skipped, model=ctx.embedding.model_name, dim=ctx.embedding.dim,
+                             seconds=round(time.monotonic() - started, 1))
+
+    async def _indexed(self, wait: bool = True) -> StoreStats:
+        """The stats of a re-created index, with `wait` once RediSearch has scanned the keyspace into it. Each poll
+        is one bounded FT.INFO; Redis scanning its keyspace keeps answering, and a Redis that stops answering ends
+        the wait with its error instead of a report that looks like success."""
         while wait:
             try:
                 if not _indexing(await self._index_info()):
@@ -123,6 +150,7 @@ class Admin:
             await self._writer.delete_keys(keys, "delete batch")
         async for keys in iter_keys(self._ctx, self._ctx.keyspace.dedup_prefix, "string"):
             await self._writer.delete_keys(keys, "delete batch")
+        await self._writer.delete_keys([self._ctx.keyspace.embedding_key], "delete model record")
         self._index.forget()
 
 

@@ -1,5 +1,5 @@
 """The namespace's RediSearch index: created idempotently (never with `overwrite=True`, never dropping data),
-checked against the model's dimension, and read back through FT.INFO."""
+checked against the model's dimension and the model recorded with the namespace, and read back through FT.INFO."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 from kb_mcp.errors import IndexMissing, KbError, StartupError
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.migrate import LegacyLayout
+from kb_mcp.store.model_record import ModelRecord
 from kb_mcp.store.replies import index_dim, pairs
 from kb_mcp.store.schema import create_index_args, index_schema
 
@@ -54,8 +55,9 @@ class SearchIndex:
         self._ready = False
 
     async def ensure(self, *, check_legacy: bool = True) -> None:
-        """Create the index if missing (idempotent, never dropping data); refuse a dimension mismatch, and a
-        namespace still in the layout before hash tags (`kb-mcp migrate` moves it; `check_legacy=False` is for it)."""
+        """Create the index if missing (idempotent, never dropping data); refuse a dimension mismatch, another
+        model than the one recorded with the namespace, and a namespace still in the layout before hash tags
+        (`kb-mcp migrate` moves it; `check_legacy=False` is for it)."""
         if self._ready:
             return
         async with self.lock:
@@ -78,7 +80,8 @@ class SearchIndex:
             if dim is not None and dim != want:
                 raise StartupError(
                     f"index {self.name} holds {dim}-d vectors but the embedding model gives {want}-d; use another "
-                    "KB_NAMESPACE, or export and import into a fresh one")
+                    "KB_NAMESPACE, or embed every fact again with this model: kb-mcp reindex --re-embed")
+            await ModelRecord(self._ctx).claim()
             self._ready = True
 
     async def try_ensure(self) -> None:

@@ -7,7 +7,7 @@ below only ever reach Redis, the model or a file through `StoreContext`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +26,7 @@ from kb_mcp.store.hybrid import Searcher
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.ingest import Ingest
 from kb_mcp.store.migrate import LegacyLayout, MigrationReport
+from kb_mcp.store.model_record import ReEmbedReport
 from kb_mcp.store.scan import iter_keys
 from kb_mcp.store.schema import Keyspace
 from kb_mcp.store.search import Reader
@@ -193,6 +194,10 @@ class KnowledgeStore:
 
     async def rebuild_index(self, wait: bool = True) -> StoreStats:
         return await self._admin.rebuild_index(wait=wait)
+
+    async def re_embed(self, progress: Callable[[int], None] = lambda done: None) -> ReEmbedReport:
+        """Embed every fact again with the configured model and record it (`kb-mcp reindex --re-embed`)."""
+        return await self._admin.re_embed(progress)
 
     async def placement(self) -> Placement:
         """The Redis mode, its nodes and the node holding this namespace."""

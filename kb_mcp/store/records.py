@@ -105,8 +105,8 @@ def ttl_ms(record: Record, now_s: float) -> int:
     return max(1, int((float(text) - now_s) * 1000)) if text else 0
 
 
-def export_line(fields: dict[bytes, bytes]) -> dict[str, Any]:
-    """One JSONL export record (vector base64 float32, so an import needs no embedding)."""
+def export_line(fields: dict[bytes, bytes], model: str) -> dict[str, Any]:
+    """One JSONL export record (vector base64 float32, so an import with the same `model` needs no embedding)."""
     get = {k.decode(): v for k, v in fields.items()}
     return {
         "fact_id": as_text(get.get(F_ID)),
@@ -118,4 +118,5 @@ def export_line(fields: dict[bytes, bytes]) -> dict[str, Any]:
         "updated_at": float(as_text(get.get(F_UPDATED)) or 0),
         "expires_at": float(as_text(get.get(F_EXPIRES))) if as_text(get.get(F_EXPIRES)) else None,
         "vector": base64.b64encode(get.get(F_VECTOR, b"")).decode("ascii"),
+        "embedding": model,
     }

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 FACT_KEY = "{{{ns}}}:fact:{fact_id}"  # one hash per fact
 DEDUP_KEY = "{{{ns}}}:dedup:{content_hash}"  # -> the id of a fact with that content (see writes.PUT_SCRIPT)
 INDEX_NAME = "{{{ns}}}:idx"  # RediSearch index over the namespace's fact hashes
+EMBEDDING_KEY = "{{{ns}}}:embedding"  # hash: the model that made the namespace's vectors (store/model_record.py)
 # The layout before hash tags; `kb-mcp migrate` moves a namespace from it (store/migrate.py).
 LEGACY_FACT_KEY = "{ns}:fact:{fact_id}"
 LEGACY_DEDUP_KEY = "{ns}:dedup:{content_hash}"
@@ -50,6 +51,10 @@ class Keyspace:
 
     def key(self, fact_id: str) -> str:
         return FACT_KEY.format(ns=self.namespace, fact_id=fact_id)
+
+    @property
+    def embedding_key(self) -> str:
+        return EMBEDDING_KEY.format(ns=self.namespace)
 
     @property
     def dedup_prefix(self) -> str:

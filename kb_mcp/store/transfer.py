@@ -1,5 +1,6 @@
-"""Export and import: JSONL with vectors (base64 float32), so moving facts between namespaces or servers needs no
-re-embedding; hand-written lines without a vector are embedded on import."""
+"""Export and import: JSONL with vectors (base64 float32) and the name of the model that made them, so moving facts
+between namespaces or servers with the same model needs no re-embedding; hand-written lines without a vector, and
+lines whose vector another model made, are embedded on import."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ class Transfer:
         file = self._ctx.bounded
         handle: IO[str] = await file("file", asyncio.to_thread(tmp.open, "w", encoding="utf-8"), f"open {tmp.name}")
         written = 0
+        model = self._ctx.embedding.model_name
         try:
             async for keys in iter_keys(self._ctx):
                 def add(pipe: Pipeline, keys: list[bytes] = keys) -> None:
@@ -54,7 +56,7 @@ class Transfer:
                         pipe.hgetall(k)  # type: ignore[arg-type]
 
                 rows = await self._ctx.pipeline("export batch", add)
-                lines = "".join(json.dumps(export_line(row), ensure_ascii=False) + "\n"
+                lines = "".join(json.dumps(export_line(row, model), ensure_ascii=False) + "\n"
                                 for row in rows if row and F_ID.encode() in row)
                 await file("file", asyncio.to_thread(handle.write, lines), f"write {tmp.name}")
                 written += lines.count("\n")
@@ -67,7 +69,8 @@ class Transfer:
         return written
 
     async def import_(self, path: str | Path) -> int:
-        """Load a JSONL export (or hand-written lines: records without a vector are embedded).
+        """Load a JSONL export (or hand-written lines: records without a vector, or whose `embedding` names another
+        model than the configured one, are embedded).
 
         Two passes over the file in chunks (each read bounded by the file timeout, memory bounded by the chunk):
         first every line is validated, and a bad line is named and changes nothing; then the records are written.
@@ -137,7 +140,11 @@ class Transfer:
         doc_id = item.get("doc_id")
         if doc_id is not None:
             check_fact_id(doc_id, f"{where}.doc_id")
-        vector = self._vector(item.get("vector"), where)
+        made_by = item.get("embedding")
+        if made_by is not None and not isinstance(made_by, str):
+            raise InvalidInput(f"{where}.embedding", "must be the name of the model that made the vector")
+        # Another model's vector cannot be compared with this one's: the content is embedded again instead.
+        vector = self._vector(item.get("vector"), where) if made_by in (None, self._ctx.embedding.model_name) else b""
         created = _timestamp(item.get("created_at", time.time()), f"{where}.created_at")
         updated = _timestamp(item.get("updated_at", created), f"{where}.updated_at")
         return fid, build_record(fid, content, meta, tags, vector, updated_at=format_ts(updated), doc_id=doc_id,

@@ -21,7 +21,7 @@ from kb_mcp.errors import StoreUnavailable
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.records import Record, ttl_ms
 from kb_mcp.store.replies import as_text
-from kb_mcp.store.schema import F_CREATED, F_HASH
+from kb_mcp.store.schema import F_CREATED, F_HASH, F_VECTOR
 
 WRITE_BATCH = 256  # facts per pipeline on the bulk paths
 PutMode = Literal["upsert", "create", "replace"]
@@ -87,7 +87,17 @@ if chash and redis.call('GET', ARGV[2] .. chash) == ARGV[1] then redis.call('DEL
 return removed
 """).substitute(hash=F_HASH)
 DELETE_SHA = hashlib.sha1(DELETE_SCRIPT.encode()).hexdigest()
-SCRIPTS = (PUT_SCRIPT, DELETE_SCRIPT)
+
+# Set a fact's vector only if its content is still the one the vector was made from (an update in between wrote its
+# own vector; a deleted fact stays deleted). KEYS[1] the fact's key; ARGV: the content hash it was read with, the
+# new vector. No allow-oom: Redis checks maxmemory before running it.
+REVECTOR_SCRIPT = Template("""#!lua
+if (redis.call('HGET', KEYS[1], '$hash') or '') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], '$vector', ARGV[2])
+return 1
+""").substitute(hash=F_HASH, vector=F_VECTOR)
+REVECTOR_SHA = hashlib.sha1(REVECTOR_SCRIPT.encode()).hexdigest()
+SCRIPTS = (PUT_SCRIPT, DELETE_SCRIPT, REVECTOR_SCRIPT)
 
 
 @dataclass(frozen=True)
@@ -187,6 +197,17 @@ class Writer:
 
             await self.write(op, add)
             self.facts_written += len(batch)
+
+    async def set_vectors(self, vectors: list[tuple[bytes, str, bytes]]) -> int:
+        """Give facts new vectors (key, the content hash the vector was made from, vector), each only if the fact
+        still holds that content; returns how many had changed or gone (left as they are)."""
+
+        def add(pipe: Pipeline) -> None:
+            for key, chash, vector in vectors:
+                pipe.execute_command("EVALSHA", REVECTOR_SHA, 1, key, chash, vector)
+
+        replies = await self.write("write vectors", add)
+        return len(vectors) - sum(int(r) for r in replies)
 
     async def delete_fact(self, fact_id: str) -> bool:
         """Delete one fact (and its dedup pointer); True if it existed."""

@@ -31,6 +31,7 @@ def cleanup(settings: Settings) -> Iterator[None]:
     client = redis.Redis.from_url(str(settings.redis_url))  # sync client: test-side cleanup only
     with contextlib.suppress(redis.ResponseError):
         client.execute_command("FT.DROPINDEX", f"{{{settings.namespace}}}:idx", "DD")
+    client.delete(f"{{{settings.namespace}}}:embedding")
     client.close()
 
 
