@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from kb_mcp import __version__, logs
 from kb_mcp.config import Settings, describe_validation_error
-from kb_mcp.errors import KbError
+from kb_mcp.errors import KbError, StartupError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst", ".text"}
@@ -125,8 +125,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KbError as exc:
         print(f"kb-mcp: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    except BaseExceptionGroup as group:  # the stdio server's task groups wrap what its start raised
+        found, rest = group.split(KbError)
+        if found is None or rest is not None:
+            raise
+        print(f"kb-mcp: {_first_leaf(found)}", file=sys.stderr)
+        return EXIT_FAIL
     except KeyboardInterrupt:
         return 130
+
+
+def _first_leaf(group: BaseExceptionGroup[KbError]) -> BaseException:
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf
 
 
 # ---------------------------------------------------------------- serve
@@ -161,6 +174,10 @@ def _serve_http(settings: Settings, host: str, port: int) -> int:
     from kb_mcp.http import http_app
     from kb_mcp.server import build_server
 
+    problem = _why_not_servable(settings)
+    if problem is not None:
+        print(f"kb-mcp: {problem}", file=sys.stderr)
+        return EXIT_FAIL
     mcp, holder = build_server(settings, issuer_url=f"http://{host}:{port}")
     app = http_app(mcp, holder, settings, host)
     mode = "stateless " if settings.http_stateless else ""
@@ -172,6 +189,25 @@ def _serve_http(settings: Settings, host: str, port: int) -> int:
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                                   lifespan="on", timeout_graceful_shutdown=5, loop="asyncio", http="h11")).run()
     return EXIT_OK
+
+
+def _why_not_servable(settings: Settings) -> str | None:
+    """Why the default namespace cannot be served as configured (another model's vectors, another dimension, the
+    layout before hash tags), asked before the HTTP server starts: from its lifespan, uvicorn would bury the
+    sentence under a traceback. None when it can be, or when Redis is not up yet (the server starts and recovers)."""
+    from kb_mcp.store import Backend
+
+    async def check() -> str | None:
+        async with Backend.open(settings) as backend:
+            try:
+                await backend.store(settings.namespace).ensure_index()
+            except StartupError as exc:
+                return str(exc)
+            except KbError:
+                return None
+        return None
+
+    return asyncio.run(check())
 
 
 def _is_loopback(host: str) -> bool:

@@ -23,6 +23,7 @@ from kb_mcp.embeddings import KbEmbedding, Vectors
 from kb_mcp.errors import StartupError
 from kb_mcp.store import Backend, KnowledgeStore
 from tests.support.mcp import KB_MCP, embedding_endpoint, kb_env
+from tests.support.redis import free_port
 
 pytestmark = pytest.mark.anyio
 FACTS = {
@@ -86,10 +87,15 @@ async def test_re_embed_through_the_cli_moves_a_namespace_to_another_model(store
                "KB_EMBEDDING_MODEL": "minilm-mapped"}
 
         def kb_mcp(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([KB_MCP, *args], env=env, capture_output=True, text=True, timeout=120)
+            return subprocess.run([KB_MCP, *args], env=env, capture_output=True, text=True, timeout=120, input="")
 
         refused = await asyncio.to_thread(kb_mcp, "doctor")
         assert refused.returncode == 1 and "holds vectors of the embedding model" in refused.stdout, refused.stdout
+        for serve in (["serve"], ["serve", "--transport", "http", "--port", str(free_port())]):
+            said = await asyncio.to_thread(kb_mcp, *serve)  # one sentence, no traceback around it
+            assert said.returncode == 1 and said.stderr.strip().splitlines()[-1].startswith(
+                f"kb-mcp: namespace {settings.namespace!r} holds vectors of the embedding model"), said.stderr
+            assert "Traceback" not in said.stderr, said.stderr
         done = await asyncio.to_thread(kb_mcp, "reindex", "--re-embed")
         assert done.returncode == 0, done.stderr
         assert "4 fact(s) embedded again with minilm-mapped (384-d)" in done.stderr, done.stderr
