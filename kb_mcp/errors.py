@@ -12,6 +12,7 @@
      ├── ServerBusy        too many tool calls in flight in this process
      ├── InternalError     an unexpected failure (a bug): the agent gets a sentence, the log gets the traceback
      └── StartupError      the store cannot be opened as configured (dimension mismatch, no search module)
+          └── ModelMismatch the namespace's vectors come from another embedding model than this server's
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "InternalError",
     "InvalidInput",
     "KbError",
+    "ModelMismatch",
     "NotFound",
     "NotListening",
     "OperationTimeout",
@@ -100,6 +102,20 @@ class ServerBusy(KbError):
 
 class StartupError(KbError):
     """The store cannot start as configured; the text says what to change."""
+
+
+class ModelMismatch(StartupError):
+    """The namespace records another embedding model than the one this server is configured with: refused at start,
+    and on a write once `kb-mcp reindex --re-embed` has moved the namespace under a running server."""
+
+    def __init__(self, namespace: str, recorded: str, configured: str) -> None:
+        super().__init__(
+            f"namespace {namespace!r} holds vectors of the embedding model {recorded!r}, but this server is "
+            f"configured with {configured!r}: vectors of two models cannot be compared, so its searches would rank "
+            "by noise. Set KB_EMBEDDING_PROVIDER/KB_EMBEDDING_MODEL back, use another KB_NAMESPACE, or embed every "
+            "fact again with the new model: kb-mcp reindex --re-embed (stop the servers still using the old one "
+            "first; restart them with the new model)")
+        self.recorded = recorded
 
 
 # What each refusal means for the agent: (what happened, what to do). Keys are Redis's error codes.

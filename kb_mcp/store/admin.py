@@ -108,19 +108,21 @@ class Admin:
         return await self._indexed(wait)
 
     async def re_embed(self, progress: Callable[[int], None]) -> ReEmbedReport:
-        """Give every fact a vector from the configured model, record that model, and return once the index holds
-        them all (`kb-mcp reindex --re-embed`). When the dimension changes the index is dropped first (the hashes
-        stay; RediSearch would not index vectors of the new dimension in a field of the old one) and created again
-        at the end. Facts written meanwhile by a server still using the old model would keep that model's vectors:
-        stop those servers first."""
+        """Record the configured model, give every fact a vector from it, and return once the index holds them all
+        (`kb-mcp reindex --re-embed`). The model is recorded first: from then on a server still on the old model
+        has every write refused (the write script checks the record), so none of its vectors slip in behind the
+        re-embedding; its searches rank by noise until it is restarted with the new model (stop it first). When
+        the dimension changes the index is dropped first (the hashes stay; RediSearch would not index vectors of
+        the new dimension in a field of the old one) and created again at the end. Run it again after a failure:
+        it starts over."""
         started = time.monotonic()
         ctx = self._ctx
         if index_dim(await self._index.info() or {}) not in (None, ctx.embedding.dim):
             async with self._index.lock:
                 await ctx.command("FT.DROPINDEX", self._index.name)
                 self._index.forget()
-        written, skipped = await embed_again(ctx, self._writer, progress)
         await ModelRecord(ctx).write()
+        written, skipped = await embed_again(ctx, self._writer, progress)
         await self._index.ensure()
         await self._indexed()
         return ReEmbedReport(facts=written, skipped=skipped, model=ctx.embedding.model_name, dim=ctx.embedding.dim,

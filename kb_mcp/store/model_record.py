@@ -15,15 +15,14 @@ from dataclasses import dataclass
 
 from redis.asyncio.client import Pipeline
 
-from kb_mcp.errors import StartupError
+from kb_mcp.errors import ModelMismatch
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.records import vector_bytes
 from kb_mcp.store.replies import as_text
 from kb_mcp.store.scan import iter_keys
-from kb_mcp.store.schema import F_HASH, F_TEXT
+from kb_mcp.store.schema import F_DIM, F_HASH, F_MODEL, F_TEXT
 from kb_mcp.store.writes import Writer
 
-F_MODEL, F_DIM = "model", "dim"
 EMBED_BATCH = 64  # facts per embedding call while re-embedding (the model's batched throughput: ~450 texts/s)
 
 
@@ -47,7 +46,7 @@ class ModelRecord:
         self.key = ctx.keyspace.embedding_key
 
     async def claim(self) -> None:
-        """Record the configured model if no model is recorded yet; refuse (StartupError) if another one is."""
+        """Record the configured model if no model is recorded yet; refuse (ModelMismatch) if another one is."""
         ctx = self._ctx
         recorded = await ctx.command("HGET", self.key, F_MODEL, op="check embedding model")
         if recorded is None:  # a new namespace, or one from before the record: ours from now on (first one wins)
@@ -59,15 +58,7 @@ class ModelRecord:
 
             recorded = (await ctx.pipeline("record embedding model", add))[-1]
         if as_text(recorded) != ctx.embedding.model_name:
-            raise self.refusal(as_text(recorded))
-
-    def refusal(self, recorded: str) -> StartupError:
-        ns, name = self._ctx.keyspace.namespace, self._ctx.embedding.model_name
-        return StartupError(
-            f"namespace {ns!r} holds vectors of the embedding model {recorded!r}, but this server is configured "
-            f"with {name!r}: vectors of two models cannot be compared, so its searches would rank by noise. Set "
-            "KB_EMBEDDING_PROVIDER/KB_EMBEDDING_MODEL back, use another KB_NAMESPACE, or embed every fact again "
-            "with the new model: kb-mcp reindex --re-embed (stop the servers still using the old one first)")
+            raise ModelMismatch(ctx.keyspace.namespace, as_text(recorded), ctx.embedding.model_name)
 
     async def write(self) -> None:
         """Record the configured model (after every fact was embedded with it)."""

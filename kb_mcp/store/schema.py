@@ -22,6 +22,7 @@ FACT_KEY = "{{{ns}}}:fact:{fact_id}"  # one hash per fact
 DEDUP_KEY = "{{{ns}}}:dedup:{content_hash}"  # -> the id of a fact with that content (see writes.PUT_SCRIPT)
 INDEX_NAME = "{{{ns}}}:idx"  # RediSearch index over the namespace's fact hashes
 EMBEDDING_KEY = "{{{ns}}}:embedding"  # hash: the model that made the namespace's vectors (store/model_record.py)
+F_MODEL, F_DIM = "model", "dim"  # its fields
 # The layout before hash tags; `kb-mcp migrate` moves a namespace from it (store/migrate.py).
 LEGACY_FACT_KEY = "{ns}:fact:{fact_id}"
 LEGACY_DEDUP_KEY = "{ns}:dedup:{content_hash}"

@@ -17,17 +17,19 @@ from typing import Any, Literal
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError, ResponseError
 
-from kb_mcp.errors import StoreUnavailable
+from kb_mcp.errors import ModelMismatch, StoreUnavailable
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.records import Record, ttl_ms
 from kb_mcp.store.replies import as_text
-from kb_mcp.store.schema import F_CREATED, F_HASH, F_VECTOR
+from kb_mcp.store.schema import F_CREATED, F_HASH, F_MODEL, F_VECTOR
 
 WRITE_BATCH = 256  # facts per pipeline on the bulk paths
 PutMode = Literal["upsert", "create", "replace"]
 
 # Write one fact atomically. KEYS[1] the fact's key, KEYS[2] its content's dedup key (-> the id of a fact with that
-# content); ARGV: mode, now, content_hash, fact key prefix, TTL in ms (0: permanent), then field/value pairs.
+# content), KEYS[3] the namespace's model record; ARGV: mode, now, content_hash, fact key prefix, TTL in ms (0:
+# permanent), the writer's embedding model, then field/value pairs.
+#   another model recorded (`kb-mcp reindex --re-embed` moved the namespace under this server) -> {-2, that model}
 # DEL + HSET leaves a key without TTL, so storing a fact again without one makes it permanent.
 #   'upsert'  replace the hash, keeping created_at (or now for a new fact)        -> {1|0 created, created_at}
 #   'create'  a fact with this content already exists (any id): a dedup hit        -> {0, created_at, its id}
@@ -41,6 +43,8 @@ PutMode = Literal["upsert", "create", "replace"]
 # It is also refused up front on a read-only replica (READONLY).
 PUT_SCRIPT = Template("""#!lua
 local mode, now, chash, prefix, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local recorded = redis.call('HGET', KEYS[3], '$model')
+if recorded and recorded ~= ARGV[6] then return {-2, recorded} end
 local function claim()
   redis.call('SET', KEYS[2], string.sub(KEYS[1], #prefix + 1))
 end
@@ -49,7 +53,7 @@ local function expire()
 end
 if mode == 'replace' then
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+  redis.call('HSET', KEYS[1], unpack(ARGV, 7))
   expire()
   claim()
   return {1, now}
@@ -70,12 +74,12 @@ if existing and mode == 'create' then
 end
 local created = existing or now
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], '$created', created, unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], '$created', created, unpack(ARGV, 7))
 expire()
 claim()
 if existing then return {0, created} end
 return {1, created}
-""").substitute(created=F_CREATED, hash=F_HASH)
+""").substitute(created=F_CREATED, hash=F_HASH, model=F_MODEL)
 PUT_SHA = hashlib.sha1(PUT_SCRIPT.encode()).hexdigest()
 
 # Delete one fact and, if its content's dedup key still points at it, that key too. KEYS[1] the fact's key;
@@ -161,13 +165,15 @@ class Writer:
         """Queue the put script for one fact."""
         keyspace = self._ctx.keyspace
         chash = chash or as_text(record.get(F_HASH))
-        args: list[str | bytes] = [mode, now, chash, keyspace.key_prefix, str(ttl_ms(record, time.time()))]
+        args: list[str | bytes] = [mode, now, chash, keyspace.key_prefix, str(ttl_ms(record, time.time())),
+                                   self._ctx.embedding.model_name]
         for name, value in record.items():
             args += [name, value]
         # EVALSHA straight into the pipeline: redis-py's Script objects add a SCRIPT EXISTS round trip per
         # execute (and 5.3 leaks the pipeline's connection when that pre-check fails).
         # execute_command, not pipe.evalsha(): redis-py's cluster pipeline refuses the latter (but routes this one).
-        pipe.execute_command("EVALSHA", PUT_SHA, 2, keyspace.key(fact_id), keyspace.dedup_key(chash), *args)
+        pipe.execute_command("EVALSHA", PUT_SHA, 3, keyspace.key(fact_id), keyspace.dedup_key(chash),
+                             keyspace.embedding_key, *args)
 
     async def put(self, fact_id: str, record: Record, mode: PutMode, now: str, chash: str) -> PutResult:
         """Put one fact (see PUT_SCRIPT for what each mode answers)."""
@@ -182,9 +188,17 @@ class Writer:
             for fact_id, record, mode, now, chash in puts:
                 self.queue_put(pipe, fact_id, record, mode, now, chash)
 
-        replies = await self.write("store fact" if len(puts) == 1 else "store facts", add)
+        replies = self._check_model(await self.write("store fact" if len(puts) == 1 else "store facts", add))
         self.facts_written += len(puts)
         return [PutResult(int(r[0]), as_text(r[1]), as_text(r[2]) if len(r) > 2 else None) for r in replies]
+
+    def _check_model(self, replies: list[Any]) -> list[Any]:
+        """Put replies as they are, unless the namespace now records another model than this server's (the write
+        script refused): a namespace moved by `kb-mcp reindex --re-embed` must not get this model's vectors."""
+        refused = next((r for r in replies if int(r[0]) == -2), None)
+        if refused is not None:
+            raise ModelMismatch(self._ctx.keyspace.namespace, as_text(refused[1]), self._ctx.embedding.model_name)
+        return replies
 
     async def replace_all(self, records: list[tuple[str, Record]], op: str) -> None:
         """Pipelined batches; each fact is replaced whole by the write script (never half-written)."""
@@ -195,7 +209,7 @@ class Writer:
                 for fact_id, record in batch:
                     self.queue_put(pipe, fact_id, record, "replace", as_text(record.get(F_CREATED, "")))
 
-            await self.write(op, add)
+            self._check_model(await self.write(op, add))
             self.facts_written += len(batch)
 
     async def set_vectors(self, vectors: list[tuple[bytes, str, bytes]]) -> int:

@@ -22,7 +22,7 @@ from kb_mcp.config import Settings
 from kb_mcp.embeddings import KbEmbedding, Vectors
 from kb_mcp.errors import StartupError
 from kb_mcp.store import Backend, KnowledgeStore
-from tests.support.mcp import KB_MCP, embedding_endpoint, kb_env
+from tests.support.mcp import KB_MCP, embedding_endpoint, in_process, kb_env, text
 from tests.support.redis import free_port
 
 pytestmark = pytest.mark.anyio
@@ -65,9 +65,9 @@ async def test_a_server_with_another_model_is_refused_with_what_to_do(store: Kno
     with pytest.raises(StartupError) as refused:
         async with KnowledgeStore.open(settings, embedding=Mapped(embedding, "other-model")):
             pass
-    text = str(refused.value)
-    assert f"holds vectors of the embedding model {embedding.model_name!r}" in text and "'other-model'" in text
-    assert "kb-mcp reindex --re-embed" in text and "KB_NAMESPACE" in text
+    said = str(refused.value)
+    assert f"holds vectors of the embedding model {embedding.model_name!r}" in said and "'other-model'" in said
+    assert "kb-mcp reindex --re-embed" in said and "KB_NAMESPACE" in said
     async with KnowledgeStore.open(settings, embedding=embedding) as same:  # the same model is still welcome
         assert (await same.get_fact("m")).content == "written by MiniLM"
 
@@ -124,6 +124,22 @@ async def test_re_embed_to_another_dimension_builds_the_index_again(store: Knowl
         await moved.drop_namespace()
 
 
+async def test_a_server_left_on_the_old_model_cannot_write_once_the_namespace_moved(
+        store: KnowledgeStore, settings: Settings, embedding: Any, raw_redis: aioredis.Redis) -> None:
+    await store.store_fact("Stored before the move.", fact_id="before")
+    async with in_process(settings, embedding) as (client, _):  # an agent's server, still on MiniLM
+        assert not (await client.call_tool("store_fact", {"content": "Still MiniLM.", "fact_id": "ok"})).is_error
+        async with Backend.open(settings, embedding=Mapped(embedding, "minilm-mapped")) as backend:
+            assert (await backend.store(settings.namespace).re_embed()).facts == 2
+        for tool, args in (("store_fact", {"content": "Too late.", "fact_id": "late"}),
+                           ("store_facts", {"facts": [{"content": "Too late as well."}]})):
+            refused = await client.call_tool(tool, args)
+            assert refused.is_error and "holds vectors of the embedding model 'minilm-mapped'" in text(refused), (
+                tool, text(refused))
+    assert await raw_redis.exists(store.key("before"), store.key("ok")) == 2
+    assert not await raw_redis.exists(store.key("late"))  # nothing of the old model slipped in
+
+
 class Meddling(Mapped):
     """The other model; while it embeds a batch, the next of `meddles` are called, one per text of the batch (however
     SCAN happens to split the namespace into batches)."""
@@ -131,8 +147,8 @@ class Meddling(Mapped):
     _meddles: list[Any] = PrivateAttr(default_factory=list)
 
     async def aembed(self, texts: list[str]) -> Vectors:
-        for text in texts[:len(self._meddles)]:
-            await self._meddles.pop(0)(text)
+        for first_texts in texts[:len(self._meddles)]:
+            await self._meddles.pop(0)(first_texts)
         return await super().aembed(texts)
 
 
@@ -148,16 +164,19 @@ async def test_facts_changed_during_a_re_embed_keep_what_their_own_write_gave_th
         await store.delete_fact(changed["gone"])
 
     async def rewrite(text: str) -> None:  # rewritten (with a vector of its own) before its new vector is written
-        changed["rewritten"] = by_content[text]
-        await store.store_fact("Rewritten while the model ran.", fact_id=changed["rewritten"])
+        changed["rewritten"] = by_content[text]  # by a server on the new model: one on the old is refused now
+        await moving[0].store_fact("Rewritten while the model ran.", fact_id=changed["rewritten"])
 
     meddling._meddles = [delete, rewrite]
+    moving: list[KnowledgeStore] = []
     async with Backend.open(settings, embedding=meddling) as backend:
-        report = await backend.store(settings.namespace).re_embed()
+        moving.append(backend.store(settings.namespace))
+        report = await moving[0].re_embed()
     assert (report.facts, report.skipped) == (2, 2)
     assert not await raw_redis.exists(store.key(changed["gone"]))  # not brought back as a half fact
     kept = np.frombuffer(await raw_redis.hget(store.key(changed["rewritten"]), "vector"), dtype=np.float32)
-    assert np.allclose(kept, (await embedding.aembed(["Rewritten while the model ran."]))[0], atol=1e-6)
+    # the rewrite's own vector, not the one made from the content read before it
+    assert np.allclose(kept, (await meddling.aembed(["Rewritten while the model ran."]))[0], atol=1e-6)
     untouched = next(i for i in FACTS if i not in changed.values())
     moved = np.frombuffer(await raw_redis.hget(store.key(untouched), "vector"), dtype=np.float32)
     assert np.allclose(moved, (await meddling.aembed([FACTS[untouched]]))[0], atol=1e-6)
