@@ -111,10 +111,10 @@ class Admin:
         """Record the configured model, give every fact a vector from it, and return once the index holds them all
         (`kb-mcp reindex --re-embed`). The model is recorded first: from then on a server still on the old model
         has every write refused (the write script checks the record), so none of its vectors slip in behind the
-        re-embedding; its searches rank by noise until it is restarted with the new model (stop it first). When
-        the dimension changes the index is dropped first (the hashes stay; RediSearch would not index vectors of
-        the new dimension in a field of the old one) and created again at the end. Run it again after a failure:
-        it starts over."""
+        re-embedding; its searches are refused once it asks the record again (within a minute, `SearchIndex.ready`)
+        and rank by noise until then (stop it first). When the dimension changes the index is dropped first (the
+        hashes stay; RediSearch would not index vectors of the new dimension in a field of the old one) and created
+        again at the end. Run it again after a failure: it starts over."""
         started = time.monotonic()
         ctx = self._ctx
         if index_dim(await self._index.info() or {}) not in (None, ctx.embedding.dim):

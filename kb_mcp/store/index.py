@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
 
-from kb_mcp.errors import IndexMissing, KbError, StartupError
+from kb_mcp.errors import IndexMissing, KbError, ModelMismatch, StartupError
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.migrate import LegacyLayout
 from kb_mcp.store.model_record import ModelRecord
@@ -19,6 +20,7 @@ from kb_mcp.store.schema import create_index_args, index_schema
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MODEL_RECHECK_S = 60.0  # how often a running server asks whether its namespace still records its model
 
 
 class SearchIndex:
@@ -30,12 +32,22 @@ class SearchIndex:
         self.name = ctx.keyspace.index_name
         self.schema = index_schema(ctx.keyspace, ctx.settings, ctx.embedding.dim)
         self._ready = False
+        self._model_checked_until = time.monotonic() + MODEL_RECHECK_S
         self.lock = asyncio.Lock()
 
     async def ready(self) -> None:
-        """Make sure the index exists (cheap once it is known to)."""
+        """Make sure the index exists (cheap once it is known to), and once a minute that the namespace still
+        records this server's model: `kb-mcp reindex --re-embed` may have moved it to another one, and this
+        server's searches would then rank by noise (one HGET a minute; from then on every call is refused)."""
         if not self._ready:
             await self.ensure()
+        elif time.monotonic() >= self._model_checked_until:
+            self._model_checked_until = time.monotonic() + MODEL_RECHECK_S
+            try:
+                await ModelRecord(self._ctx).claim()
+            except ModelMismatch:
+                self._ready = False  # every call checks again, and is refused, until the configuration changes
+                raise
 
     async def run(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run `call` (an FT.* command or a vector query) once the index exists. If the index has vanished
@@ -82,6 +94,7 @@ class SearchIndex:
                     f"index {self.name} holds {dim}-d vectors but the embedding model gives {want}-d; use another "
                     "KB_NAMESPACE, or embed every fact again with this model: kb-mcp reindex --re-embed")
             await ModelRecord(self._ctx).claim()
+            self._model_checked_until = time.monotonic() + MODEL_RECHECK_S
             self._ready = True
 
     async def try_ensure(self) -> None:

@@ -22,6 +22,7 @@ from kb_mcp.config import Settings
 from kb_mcp.embeddings import KbEmbedding, Vectors
 from kb_mcp.errors import StartupError
 from kb_mcp.store import Backend, KnowledgeStore
+from kb_mcp.store import index as index_module
 from tests.support.mcp import KB_MCP, embedding_endpoint, in_process, kb_env, text
 from tests.support.redis import free_port
 
@@ -124,15 +125,20 @@ async def test_re_embed_to_another_dimension_builds_the_index_again(store: Knowl
         await moved.drop_namespace()
 
 
-async def test_a_server_left_on_the_old_model_cannot_write_once_the_namespace_moved(
-        store: KnowledgeStore, settings: Settings, embedding: Any, raw_redis: aioredis.Redis) -> None:
+async def test_a_server_left_on_the_old_model_is_refused_once_the_namespace_moved(
+        store: KnowledgeStore, settings: Settings, embedding: Any, raw_redis: aioredis.Redis,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Writes are refused at once (the write script checks the record); searches once the server asks again
+    # (once a minute; here at every call).
+    monkeypatch.setattr(index_module, "MODEL_RECHECK_S", 0.0)
     await store.store_fact("Stored before the move.", fact_id="before")
     async with in_process(settings, embedding) as (client, _):  # an agent's server, still on MiniLM
         assert not (await client.call_tool("store_fact", {"content": "Still MiniLM.", "fact_id": "ok"})).is_error
         async with Backend.open(settings, embedding=Mapped(embedding, "minilm-mapped")) as backend:
             assert (await backend.store(settings.namespace).re_embed()).facts == 2
         for tool, args in (("store_fact", {"content": "Too late.", "fact_id": "late"}),
-                           ("store_facts", {"facts": [{"content": "Too late as well."}]})):
+                           ("store_facts", {"facts": [{"content": "Too late as well."}]}),
+                           ("semantic_search", {"query": "What was stored before the move?"})):
             refused = await client.call_tool(tool, args)
             assert refused.is_error and "holds vectors of the embedding model 'minilm-mapped'" in text(refused), (
                 tool, text(refused))
