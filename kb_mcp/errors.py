@@ -115,7 +115,6 @@ class ModelMismatch(StartupError):
             "by noise. Set KB_EMBEDDING_PROVIDER/KB_EMBEDDING_MODEL back, use another KB_NAMESPACE, or embed every "
             "fact again with the new model: kb-mcp reindex --re-embed (stop the servers still using the old one "
             "first; restart them with the new model)")
-        self.recorded = recorded
 
 
 # What each refusal means for the agent: (what happened, what to do). Keys are Redis's error codes.

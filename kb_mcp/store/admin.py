@@ -100,10 +100,7 @@ class Admin:
     async def rebuild_index(self, wait: bool = True) -> StoreStats:
         """Drop the index (keeping every hash) and create it again from the current settings; Redis re-indexes
         in the background (it scans the whole keyspace). With `wait`, return once that scan has finished."""
-        async with self._index.lock:
-            with suppress(IndexMissing):
-                await self._ctx.command("FT.DROPINDEX", self._index.name)
-            self._index.forget()
+        await self._drop_index()
         await self._index.ensure()
         return await self._indexed(wait)
 
@@ -118,15 +115,20 @@ class Admin:
         started = time.monotonic()
         ctx = self._ctx
         if index_dim(await self._index.info() or {}) not in (None, ctx.embedding.dim):
-            async with self._index.lock:
-                await ctx.command("FT.DROPINDEX", self._index.name)
-                self._index.forget()
+            await self._drop_index()
         await ModelRecord(ctx).write()
         written, skipped = await embed_again(ctx, self._writer, progress)
         await self._index.ensure()
         await self._indexed()
         return ReEmbedReport(facts=written, skipped=skipped, model=ctx.embedding.model_name, dim=ctx.embedding.dim,
                              seconds=round(time.monotonic() - started, 1))
+
+    async def _drop_index(self) -> None:
+        """Drop the index, keeping every hash; the next index check creates it again."""
+        async with self._index.lock:
+            with suppress(IndexMissing):
+                await self._ctx.command("FT.DROPINDEX", self._index.name)
+            self._index.forget()
 
     async def _indexed(self, wait: bool = True) -> StoreStats:
         """The stats of a re-created index, with `wait` once RediSearch has scanned the keyspace into it. Each poll

@@ -10,7 +10,7 @@ record existed is taken to hold the configured model's vectors: nothing says oth
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from redis.asyncio.client import Pipeline
@@ -78,11 +78,11 @@ async def embed_again(ctx: StoreContext, writer: Writer, progress: Callable[[int
     nothing: RediSearch's HNSW updates need the same cores). Each batch's content is read just before it is embedded,
     and each vector written only if its fact still holds that content (`Writer.set_vectors`): an update in between
     wrote its own."""
-    seen: set[bytes] = set()
-    pending: list[bytes] = []
-    done = [0, 0]  # written, skipped
+    written = skipped = 0
 
-    async def embed_batch(keys: list[bytes]) -> None:
+    async def embed_batch(keys: list[bytes]) -> int:
+        """Embed and write one batch; returns how many of its facts had changed or gone."""
+
         def read(pipe: Pipeline) -> None:
             for key in keys:
                 pipe.hmget(key, [F_TEXT, F_HASH])  # type: ignore[arg-type]
@@ -94,17 +94,23 @@ async def embed_again(ctx: StoreContext, writer: Writer, progress: Callable[[int
             vectors = await ctx.embed([text for _, text, _ in rows], "re-embed facts")
             changed += await writer.set_vectors([(key, chash, vector_bytes(vector))
                                                  for (key, _, chash), vector in zip(rows, vectors, strict=True)])
-        done[0] += len(keys) - changed
-        done[1] += changed
-        progress(done[0] + done[1])
+        return changed
 
-    async for found in iter_keys(ctx):
-        fresh = [k for k in found if k not in seen]  # SCAN may return a key twice
-        seen.update(fresh)
-        pending += fresh
-        while len(pending) >= EMBED_BATCH:
-            await embed_batch(pending[:EMBED_BATCH])
-            del pending[:EMBED_BATCH]
-    if pending:
-        await embed_batch(pending)
-    return done[0], done[1]
+    async def batches() -> AsyncIterator[list[bytes]]:
+        seen: set[bytes] = set()
+        pending: list[bytes] = []
+        async for found in iter_keys(ctx):
+            fresh = [k for k in found if k not in seen]  # SCAN may return a key twice
+            seen.update(fresh)
+            pending += fresh
+            while len(pending) >= EMBED_BATCH:
+                yield pending[:EMBED_BATCH]
+                del pending[:EMBED_BATCH]
+        if pending:
+            yield pending
+
+    async for batch in batches():
+        changed = await embed_batch(batch)
+        written, skipped = written + len(batch) - changed, skipped + changed
+        progress(written + skipped)
+    return written, skipped
