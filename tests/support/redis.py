@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,10 +14,42 @@ ROOT = Path(__file__).resolve().parents[2]
 REDIS_SCRIPT = ROOT / "scripts" / "redis-stack.sh"
 
 
-def free_port() -> int:
+def _free(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _ephemeral_low() -> int:
+    """Where the kernel starts handing out ports to outgoing connections (Linux: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_run(count: int, *, bus: bool = False, low: int = 20000) -> int:
+    """The first of `count` consecutive free ports (and, with `bus`, their cluster bus ports at +10000), all below
+    the ephemeral range: a node restarted after kill -9 must find its ports still free, and the suite's own client
+    connections take ephemeral ports (one took a cluster bus port, 40884, between a kill and the restart)."""
+    high = _ephemeral_low() - count - (10000 if bus else 0)
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high)
+        ports = list(range(base, base + count))
+        if bus:
+            ports += [p + 10000 for p in ports]
+        if all(_free(p) for p in ports):
+            return base
+    raise RuntimeError("no run of free ports found")
+
+
+def free_port() -> int:
+    """A free loopback port below the ephemeral range (see `free_port_run`)."""
+    return free_port_run(1)
 
 
 class RedisServer:

@@ -4,9 +4,7 @@ scripts/redis-stack.sh on free loopback ports — real processes, safe to kill -
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,31 +18,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
 from kb_mcp.redis_url import parse_redis_url
-from tests.support.redis import REDIS_SCRIPT
+from tests.support.redis import REDIS_SCRIPT, free_port_run
 
 T = TypeVar("T")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_run(count: int, *, bus: bool = False, low: int = 20000, high: int = 45000) -> int:
-    """The first of `count` consecutive free ports (and, with `bus`, their cluster bus ports at +10000)."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(low, high)
-        ports = list(range(base, base + count))
-        if bus:
-            ports += [p + 10000 for p in ports]
-        if all(_free(p) for p in ports):
-            return base
-    raise RuntimeError("no run of free ports found")
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
