@@ -75,20 +75,29 @@ def _parser() -> argparse.ArgumentParser:
                               "KB_AUTH_TOKENS_FILE)")
 
     _bench_arguments(sub.add_parser("bench", help="reproducible benchmark (see README)"))
-    _eval_arguments(sub.add_parser("eval", help="retrieval quality per search mode (recall@1/@5, MRR@10)"))
+    _eval_arguments(sub.add_parser("eval", help="retrieval quality per search mode (BEIR nDCG@10; recall@1/@5)"))
     return parser
 
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     """`kb-mcp eval` options (here, so that parsing a command never imports the evaluation)."""
-    parser.description = ("Measure recall@1, recall@5, MRR@10 and p50 latency of semantic_search per mode: on the "
-                          "built-in sets (loaded into scratch namespaces eval-bench / eval-hard, dropped after), or on "
-                          "your own query -> fact_id pairs against KB_NAMESPACE (--pairs).")
+    parser.description = ("Measure retrieval quality and p50 latency of semantic_search per mode: on a BEIR benchmark "
+                          "(--beir DIR: nDCG@10, recall@10/@50, MRR@10), on the built-in sets (recall@1/@5, MRR@10; "
+                          "loaded into scratch namespaces eval-bench / eval-hard, dropped after), or on your own "
+                          "query -> fact_id pairs against KB_NAMESPACE (--pairs).")
     parser.add_argument("--mode", choices=["all", "hybrid", "vector", "keyword"], default="all")
     parser.add_argument("--set", choices=["all", "bench", "hard"], default="all", help="built-in set(s)")
     parser.add_argument("--pairs", metavar="FILE.jsonl", help='your own lines {"query": ..., "fact_id": ...}')
+    parser.add_argument("--beir", metavar="DIR", help="a BEIR set: corpus.jsonl, queries.jsonl, qrels/<split>.tsv "
+                                                      "(loaded into the scratch namespace eval-beir)")
+    parser.add_argument("--split", default="test", help="the BEIR qrels split to ask (default test)")
+    parser.add_argument("--docs", type=int, help="BEIR: only the judged documents of the queries asked, plus the "
+                                                 "corpus's first ones up to this many (a quick slice)")
+    parser.add_argument("--reuse", action="store_true", help="BEIR: ask an eval-beir namespace kept by an earlier "
+                                                             "--keep run without loading it again")
     parser.add_argument("--facts", type=int, default=2000, help="facts per built-in set (default 2000)")
-    parser.add_argument("--queries", type=int, default=400, help="queries per set (default 400)")
+    parser.add_argument("--queries", type=int, help="queries per set (default: 400 per built-in set, every judged "
+                                                     "query of a BEIR split)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--keep", action="store_true", help="keep the scratch namespaces")
     parser.add_argument("--json", action="store_true", help="JSON instead of a Markdown table")

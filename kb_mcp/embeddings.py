@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import OrderedDict, deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
@@ -28,57 +28,19 @@ from kb_mcp.errors import StartupError, StoreUnavailable
 MINILM_DIM = 384
 MINILM_MAX_TOKENS = 256  # what sentence-transformers uses for this model
 TOKENIZER_FILE = "all-MiniLM-L6-v2.tokenizer.json"
-ONNX_BATCH = 64  # texts per ONNX run (measured: length-sorted batches of 64 embed ~2x faster than one by one)
-# A query's token states are kept (in the query cache too) up to this many tokens, as float16: 768 bytes a token,
-# at most ~50 KB a query. Agents ask in a sentence; a longer query is pooled whole.
-STATES_MAX_TOKENS = 64
+ONNX_BATCH = 64  # texts per ONNX run at most (length-sorted batches of 64 embed ~2x faster than one by one)
+# Tokens per ONNX run at most (texts x the batch's longest text): the model's memory grows with it, so long texts go
+# in smaller batches (docs/retrieval.md: peak RSS and throughput on SciFact's abstracts per budget).
+ONNX_BATCH_TOKENS = 4096
 
 Vectors = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
-class TokenStates:
-    """One text's token states as the model left them before pooling (tokens x dim) and, per token, the lower-cased
-    word it is part of ("" for [CLS] and [SEP])."""
-
-    states: npt.NDArray[np.float16]
-    words: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class QueryVector:
-    """A search query's vector and, from a model that gives them, its token states: with them the query can be pooled
-    again without some of its words (`without`), at no extra model run."""
+    """A search query's vector (unit length)."""
 
     vector: Vectors
-    tokens: TokenStates | None = None
-
-    def without(self, drop: Collection[str]) -> Vectors:
-        """The query's vector pooled over every token but those of the words in `drop` (lower-case), unit length;
-        the whole query's vector when the model gave no token states or no other word would be left."""
-        if self.tokens is None or not drop:
-            return self.vector
-        keep = [i for i, word in enumerate(self.tokens.words) if word not in drop]
-        if all(not self.tokens.words[i] for i in keep):  # nothing but special tokens would be left
-            return self.vector
-        pooled = self.tokens.states[keep].astype(np.float32).mean(axis=0)
-        unit: Vectors = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
-        return unit
-
-
-# The texts' vectors and, for the texts asked for (by index), their token states.
-Encoded = tuple[Vectors, dict[int, TokenStates]]
-
-
-def token_words(text: str, encoding: Any) -> tuple[str, ...]:
-    """Per token of `encoding` (a `tokenizers` Encoding of `text`), the lower-cased word it belongs to: the text from
-    the first to the last token of that word ("" for special tokens)."""
-    spans: dict[int, tuple[int, int]] = {}
-    for word, (start, end) in zip(encoding.word_ids, encoding.offsets, strict=True):
-        if word is not None:
-            first, last = spans.get(word, (start, end))
-            spans[word] = (min(first, start), max(last, end))
-    return tuple("" if word is None else text[spans[word][0]:spans[word][1]].lower() for word in encoding.word_ids)
 
 
 class KbEmbedding(BaseEmbedding):
@@ -94,13 +56,18 @@ class KbEmbedding(BaseEmbedding):
         raise NotImplementedError
 
     async def aembed_query(self, text: str) -> QueryVector:
-        """A search query's vector; a model that can also gives its token states (see `QueryVector.without`)."""
+        """A search query's vector."""
         return QueryVector((await self.aembed([text]))[0])
 
     def tokens(self, text: str) -> list[Any]:
         """`text` as the model's tokens, for chunking by token count (a model without a tokenizer of its own:
         whitespace words)."""
         return text.split()
+
+    def cost(self, text: str) -> int:
+        """What embedding `text` weighs, in tokens as the model reads them (truncation included): batches of texts
+        to embed are cut by it so that each fits its deadline."""
+        return len(self.tokens(text))
 
     # LlamaIndex's entry points, all through the matrix methods above.
     def _get_query_embedding(self, query: str) -> list[float]:
@@ -133,19 +100,19 @@ class EmbeddingCoalescer:
     deadline) is simply skipped; the others still get their vectors.
     """
 
-    def __init__(self, encode: Callable[[list[str], bool, frozenset[int]], Encoded], executor: ThreadPoolExecutor,
+    def __init__(self, encode: Callable[[list[str], bool], Vectors], executor: ThreadPoolExecutor,
                  max_batch: int = 64) -> None:
         self._encode = encode
         self._executor = executor
         self.max_batch = max_batch
-        self._pending: deque[tuple[list[str], bool, asyncio.Future[Encoded]]] = deque()
+        self._pending: deque[tuple[list[str], asyncio.Future[Vectors]]] = deque()
         self._worker: asyncio.Task[None] | None = None
 
-    async def embed(self, texts: list[str], *, tokens: bool = False) -> Encoded:
-        """The texts' vectors and, with `tokens`, their token states (keyed by index into `texts`)."""
+    async def embed(self, texts: list[str]) -> Vectors:
+        """The texts' vectors, in order."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Encoded] = loop.create_future()
-        self._pending.append((texts, tokens, future))
+        future: asyncio.Future[Vectors] = loop.create_future()
+        self._pending.append((texts, future))
         if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
             self._worker = loop.create_task(self._drain(), name="kb-embed-coalescer")
         return await future
@@ -153,37 +120,29 @@ class EmbeddingCoalescer:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
-            batch: list[tuple[list[str], bool, asyncio.Future[Encoded]]] = []
+            batch: list[tuple[list[str], asyncio.Future[Vectors]]] = []
             size = 0
             while self._pending and (not batch or size + len(self._pending[0][0]) <= self.max_batch):
-                texts, tokens, future = self._pending.popleft()
+                texts, future = self._pending.popleft()
                 if future.done() or future.get_loop() is not loop:
                     continue  # the caller gave up, or belongs to a closed loop
-                batch.append((texts, tokens, future))
+                batch.append((texts, future))
                 size += len(texts)
             if not batch:
                 continue
-            flat = [text for texts, _, _ in batch for text in texts]
-            want: set[int] = set()
-            offset = 0
-            for texts, tokens, _ in batch:
-                if tokens:
-                    want.update(range(offset, offset + len(texts)))
-                offset += len(texts)
+            flat = [text for texts, _ in batch for text in texts]
             alone = len(flat) == 1 and not self._pending  # one query and nobody waiting: the latency case
             try:
-                vectors, states = await loop.run_in_executor(self._executor, self._encode, flat, alone,
-                                                             frozenset(want))
+                vectors = await loop.run_in_executor(self._executor, self._encode, flat, alone)
             except Exception as exc:  # handed to every caller of this batch
-                for _, _, future in batch:
+                for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             offset = 0
-            for texts, _, future in batch:
+            for texts, future in batch:
                 if not future.done():
-                    mine = {i - offset: states[i] for i in range(offset, offset + len(texts)) if i in states}
-                    future.set_result((vectors[offset:offset + len(texts)], mine))
+                    future.set_result(vectors[offset:offset + len(texts)])
                 offset += len(texts)
 
 
@@ -248,22 +207,24 @@ class OnnxMiniLMEmbedding(KbEmbedding):
         ids: list[Any] = self._tokenizer.encode(text, add_special_tokens=False).ids
         return ids
 
+    def cost(self, text: str) -> int:
+        return len(self._tokenizer.encode(text).ids)  # truncated at 256, [CLS] and [SEP] included
+
     def embed(self, texts: list[str], *, alone: bool = False) -> Vectors:
         """Synchronously (the caller's thread); `alone` runs one query on the spin-waiting session."""
-        return self._encode(texts, alone, frozenset())[0]
+        return self._encode(texts, alone)
 
-    def _encode(self, texts: list[str], alone: bool, want: frozenset[int]) -> Encoded:
-        """Vectors for `texts` and the token states of the texts in `want` (their index)."""
+    def _encode(self, texts: list[str], alone: bool) -> Vectors:
+        """Vectors for `texts`, embedded in length-sorted batches of at most ONNX_BATCH texts and
+        ONNX_BATCH_TOKENS tokens (a text's vector does not depend on the batch it is in: tested)."""
         session = self._solo if alone else self._session
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        states: dict[int, TokenStates] = {}
         if not texts:
-            return out, states
+            return out
         encodings = self._tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), ONNX_BATCH):
-            rows = order[start:start + ONNX_BATCH]
-            width = max(len(encodings[i].ids) for i in rows)
+        for rows in token_batches(order, [len(e.ids) for e in encodings]):
+            width = len(encodings[rows[-1]].ids)
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
             for j, i in enumerate(rows):
@@ -272,28 +233,35 @@ class OnnxMiniLMEmbedding(KbEmbedding):
                 mask[j, :len(tokens)] = 1
             feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             hidden: Vectors = session.run(["last_hidden_state"], feeds)[0]
-            for j, i in enumerate(rows):
-                count = len(encodings[i].ids)
-                if i in want and count <= STATES_MAX_TOKENS:
-                    states[i] = TokenStates(hidden[j, :count].astype(np.float16),
-                                            token_words(texts[i], encodings[i]))
             weights = mask[:, :, None].astype(np.float32)
             pooled: Vectors = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             out[rows] = pooled / np.clip(norms, 1e-12, None)
-        return out, states
+        return out
 
     async def aembed(self, texts: list[str]) -> Vectors:
         # Off the loop (or one search would stall every other tool), coalesced with concurrent requests.
         # On timeout bounded() stops waiting; the batch still finishes for the others.
-        return (await self._coalescer.embed(texts))[0]
-
-    async def aembed_query(self, text: str) -> QueryVector:
-        vectors, states = await self._coalescer.embed([text], tokens=True)
-        return QueryVector(vectors[0], states.get(0))
+        return await self._coalescer.embed(texts)
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def token_batches(order: list[int], lengths: list[int], max_texts: int = ONNX_BATCH,
+                  max_tokens: int = ONNX_BATCH_TOKENS) -> list[list[int]]:
+    """`order` (text indexes sorted by length, shortest first) cut into batches of at most `max_texts` texts whose
+    padded size (texts x the longest one's `lengths`) stays within `max_tokens`; a text alone is always a batch."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and (len(current) == max_texts or (len(current) + 1) * lengths[i] > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
 
 
 class OpenAICompatibleEmbedding(KbEmbedding):

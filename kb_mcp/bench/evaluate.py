@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kb_mcp.bench import hard
+from kb_mcp.bench import beir, hard
 from kb_mcp.bench.corpus import Item, generate
 from kb_mcp.config import Settings
 from kb_mcp.errors import InvalidInput
@@ -40,12 +40,28 @@ class Score:
 
 def run_eval(settings: Settings, args: argparse.Namespace) -> int:
     modes: list[SearchMode] = list(SEARCH_MODES) if args.mode == "all" else [args.mode]
+    if args.beir:
+        found = asyncio.run(_beir(settings, args, modes))
+        print(json.dumps([s.__dict__ for s in found], indent=2) if args.json else beir.table(found))
+        return 0
     scores = asyncio.run(_main(settings, args, modes))
-    if args.json:
-        print(json.dumps([s.__dict__ for s in scores], indent=2))
-    else:
-        print(table(scores))
+    print(json.dumps([s.__dict__ for s in scores], indent=2) if args.json else table(scores))
     return 0
+
+
+async def _beir(settings: Settings, args: argparse.Namespace, modes: list[SearchMode]) -> list[beir.BeirScore]:
+    bench = beir.read_beir(Path(args.beir), args.split, args.queries, args.docs)
+    settings = settings.model_copy(update={"query_cache_size": 0})  # every search pays for its own embedding
+    async with Backend.open(settings) as backend:
+        store = backend.store("eval-beir")
+        if not (args.reuse and await store.count() == len(bench.documents)):
+            _say(f"loading {len(bench.documents)} documents of {bench.name} into namespace {store.namespace}")
+            await beir.load(store, bench)
+        try:
+            return [beir.score(bench, mode, *await beir.rankings(store, bench, mode)) for mode in modes]
+        finally:
+            if not args.keep:
+                await store.drop_namespace()
 
 
 async def _main(settings: Settings, args: argparse.Namespace, modes: list[SearchMode]) -> list[Score]:
@@ -65,7 +81,7 @@ async def _main(settings: Settings, args: argparse.Namespace, modes: list[Search
             store = backend.store(f"eval-{name}")
             await _load(store, items)
             rng = random.Random(args.seed)
-            sample = rng.sample(range(len(items)), min(args.queries, len(items)))
+            sample = rng.sample(range(len(items)), min(args.queries or 400, len(items)))
             pairs = [(items[i].query, f"e{i}") for i in sample]
             try:
                 for mode in modes:

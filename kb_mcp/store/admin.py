@@ -10,6 +10,7 @@ from contextlib import suppress
 from typing import Any
 
 from pydantic import BaseModel
+from redis.asyncio.client import Pipeline
 
 from kb_mcp.errors import IndexMissing, KbError, StoreUnavailable
 from kb_mcp.redis_manager import ManagerState
@@ -17,8 +18,10 @@ from kb_mcp.redis_topology import Placement
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.model_record import ModelRecord, ReEmbedReport, embed_again
-from kb_mcp.store.replies import as_text, index_dim, vector_attributes
+from kb_mcp.store.replies import as_text, field_names, index_dim, vector_attributes
 from kb_mcp.store.scan import iter_keys
+from kb_mcp.store.schema import F_HASH, F_STEMS, F_TEXT
+from kb_mcp.store.terms import stemmed_text
 from kb_mcp.store.writes import Writer
 
 REINDEX_POLL_S = 0.1
@@ -86,8 +89,10 @@ class Admin:
         return await self._index.run(info)
 
     async def index_drift(self) -> str | None:
-        """How the existing index differs from the configured one (algorithm, M, EF_CONSTRUCTION), or None."""
-        attrs = vector_attributes(await self._index.info() or {})
+        """How the existing index differs from the configured one (algorithm, M, EF_CONSTRUCTION, a field it
+        lacks), or None."""
+        info = await self._index.info() or {}
+        attrs = vector_attributes(info)
         if not attrs:
             return None
         settings = self._ctx.settings
@@ -95,11 +100,15 @@ class Admin:
         if settings.vector_algorithm == "hnsw":
             want |= {"m": str(settings.hnsw_m), "ef_construction": str(settings.hnsw_ef_construction)}
         drift = [f"{k} {attrs.get(k, '?')} (configured {v})" for k, v in want.items() if attrs.get(k, v) != v]
+        if F_STEMS not in field_names(info):
+            drift.append(f"no {F_STEMS} field (the keyword side finds none of its facts)")
         return ", ".join(drift) or None
 
     async def rebuild_index(self, wait: bool = True) -> StoreStats:
-        """Drop the index (keeping every hash) and create it again from the current settings; Redis re-indexes
+        """Give every fact its stems where they are missing or stale (facts written before the keyword side used
+        them), drop the index (keeping every hash) and create it again from the current settings; Redis re-indexes
         in the background (it scans the whole keyspace). With `wait`, return once that scan has finished."""
+        await self.stem_every_fact()
         await self._drop_index()
         await self._index.ensure()
         return await self._indexed(wait)
@@ -122,6 +131,23 @@ class Admin:
         await self._indexed()
         return ReEmbedReport(facts=written, skipped=skipped, model=ctx.embedding.model_name, dim=ctx.embedding.dim,
                              seconds=round(time.monotonic() - started, 1))
+
+    async def stem_every_fact(self) -> int:
+        """Write the stems of every fact whose stored stems are missing or not those of its content (each only
+        if its content did not change meanwhile); returns how many were written."""
+        written = 0
+        async for keys in iter_keys(self._ctx):
+
+            def read(pipe: Pipeline, keys: list[bytes] = keys) -> None:
+                for key in keys:
+                    pipe.hmget(key, [F_TEXT, F_HASH, F_STEMS])  # type: ignore[arg-type]
+
+            rows = zip(keys, await self._ctx.pipeline("read facts", read), strict=True)
+            stale = [(key, as_text(chash), stemmed_text(as_text(text))) for key, (text, chash, stems) in rows
+                     if text is not None and as_text(stems) != stemmed_text(as_text(text))]
+            if stale:
+                written += len(stale) - await self._writer.set_derived(F_STEMS, stale, "write stems")
+        return written
 
     async def _drop_index(self) -> None:
         """Drop the index, keeping every hash; the next index check creates it again."""

@@ -53,7 +53,7 @@ class KnowledgeStore:
         self.index = SearchIndex(self._ctx)
         writer = Writer(self._ctx)
         self._reader = Reader(self._ctx, self.index)
-        self._searcher = Searcher(self._ctx, self.index, writer)
+        self._searcher = Searcher(self._ctx, self.index)
         self._ingest = Ingest(self._ctx, self.index, self._reader, writer, self._searcher)
         self._writer = writer
         self._documents = Documents(self._ctx, self._reader, writer)

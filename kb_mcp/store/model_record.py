@@ -20,7 +20,7 @@ from kb_mcp.store.context import StoreContext
 from kb_mcp.store.records import vector_bytes
 from kb_mcp.store.replies import as_text
 from kb_mcp.store.scan import iter_keys
-from kb_mcp.store.schema import F_DIM, F_HASH, F_MODEL, F_TEXT
+from kb_mcp.store.schema import F_DIM, F_HASH, F_MODEL, F_TEXT, F_VECTOR
 from kb_mcp.store.writes import Writer
 
 EMBED_BATCH = 64  # facts per embedding call while re-embedding (the model's batched throughput: ~450 texts/s)
@@ -76,7 +76,7 @@ async def embed_again(ctx: StoreContext, writer: Writer, progress: Callable[[int
     keyspace finds only a few of the namespace's keys: embedding what each step found ran at 200 facts/s, full
     batches at 260, the model alone at 335 on these 2 cores; embedding the next batch while writing the last gained
     nothing: RediSearch's HNSW updates need the same cores). Each batch's content is read just before it is embedded,
-    and each vector written only if its fact still holds that content (`Writer.set_vectors`): an update in between
+    and each vector written only if its fact still holds that content (`Writer.set_derived`): an update in between
     wrote its own."""
     written = skipped = 0
 
@@ -92,8 +92,8 @@ async def embed_again(ctx: StoreContext, writer: Writer, progress: Callable[[int
         changed = len(keys) - len(rows)
         if rows:
             vectors = await ctx.embed([text for _, text, _ in rows], "re-embed facts")
-            changed += await writer.set_vectors([(key, chash, vector_bytes(vector))
-                                                 for (key, _, chash), vector in zip(rows, vectors, strict=True)])
+            made = [(key, chash, vector_bytes(vector)) for (key, _, chash), vector in zip(rows, vectors, strict=True)]
+            changed += await writer.set_derived(F_VECTOR, made, "write vectors")
         return changed
 
     async def batches() -> AsyncIterator[list[bytes]]:

@@ -24,12 +24,14 @@ from kb_mcp.store.schema import (
     F_HASH,
     F_ID,
     F_META,
+    F_STEMS,
     F_TAGS,
     F_TEXT,
     F_UPDATED,
     F_VECTOR,
     TAG_SEPARATOR,
 )
+from kb_mcp.store.terms import stemmed_text
 
 Record = dict[str, str | bytes]
 
@@ -62,8 +64,8 @@ def build_record(
         relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=doc_id)} if doc_id else {},
     )
     record: Record = {str(k): str(v) for k, v in node_to_metadata_dict(node, remove_text=True).items()}
-    record.update({F_ID: fact_id, F_DOC: doc_id or "", F_TEXT: content, F_VECTOR: vector, F_UPDATED: updated_at,
-                   F_EXPIRES: expires_at or ""})
+    record.update({F_ID: fact_id, F_DOC: doc_id or "", F_TEXT: content, F_STEMS: stemmed_text(content),
+                   F_VECTOR: vector, F_UPDATED: updated_at, F_EXPIRES: expires_at or ""})
     if created_at is not None:
         record[F_CREATED] = created_at
     return record

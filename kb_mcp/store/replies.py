@@ -30,6 +30,11 @@ def vector_attributes(info: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
+def field_names(info: dict[str, Any]) -> set[str]:
+    """The names of an index's fields, from FT.INFO."""
+    return {as_text(attr[1]) for attr in info.get("attributes", []) if len(attr) > 1}
+
+
 def index_dim(info: dict[str, Any]) -> int | None:
     """The vector dimension of an existing index (None if it has no vector field)."""
     dim = vector_attributes(info).get("dim")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from string import Template
 from typing import Any, Literal
@@ -21,7 +21,7 @@ from kb_mcp.errors import ModelMismatch, StoreUnavailable
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.records import Record, ttl_ms
 from kb_mcp.store.replies import as_text
-from kb_mcp.store.schema import F_CREATED, F_HASH, F_MODEL, F_VECTOR
+from kb_mcp.store.schema import F_CREATED, F_HASH, F_MODEL
 
 WRITE_BATCH = 256  # facts per pipeline on the bulk paths
 PutMode = Literal["upsert", "create", "replace"]
@@ -92,16 +92,16 @@ return removed
 """).substitute(hash=F_HASH)
 DELETE_SHA = hashlib.sha1(DELETE_SCRIPT.encode()).hexdigest()
 
-# Set a fact's vector only if its content is still the one the vector was made from (an update in between wrote its
-# own vector; a deleted fact stays deleted). KEYS[1] the fact's key; ARGV: the content hash it was read with, the
-# new vector. No allow-oom: Redis checks maxmemory before running it.
-REVECTOR_SCRIPT = Template("""#!lua
+# Set a field derived from a fact's content (its vector, its stems) only if the content is still the one it was made
+# from (an update in between wrote its own; a deleted fact stays deleted). KEYS[1] the fact's key; ARGV: the content
+# hash it was read with, the field, its value. No allow-oom: Redis checks maxmemory before running it.
+DERIVED_SCRIPT = Template("""#!lua
 if (redis.call('HGET', KEYS[1], '$hash') or '') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], '$vector', ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 return 1
-""").substitute(hash=F_HASH, vector=F_VECTOR)
-REVECTOR_SHA = hashlib.sha1(REVECTOR_SCRIPT.encode()).hexdigest()
-SCRIPTS = (PUT_SCRIPT, DELETE_SCRIPT, REVECTOR_SCRIPT)
+""").substitute(hash=F_HASH)
+DERIVED_SHA = hashlib.sha1(DERIVED_SCRIPT.encode()).hexdigest()
+SCRIPTS = (PUT_SCRIPT, DELETE_SCRIPT, DERIVED_SCRIPT)
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,6 @@ class Writer:
 
     def __init__(self, ctx: StoreContext) -> None:
         self._ctx = ctx
-        self.facts_written = 0  # by this process, to this namespace: hybrid search counts the facts again as it grows
 
     async def write(self, op: str, add: Callable[[Pipeline], None]) -> list[Any]:
         """Queue writes with `add(pipe)` and send them as one pipeline (one connection, one round trip).
@@ -189,7 +188,6 @@ class Writer:
                 self.queue_put(pipe, fact_id, record, mode, now, chash)
 
         replies = self._check_model(await self.write("store fact" if len(puts) == 1 else "store facts", add))
-        self.facts_written += len(puts)
         return [PutResult(int(r[0]), as_text(r[1]), as_text(r[2]) if len(r) > 2 else None) for r in replies]
 
     def _check_model(self, replies: list[Any]) -> list[Any]:
@@ -210,18 +208,18 @@ class Writer:
                     self.queue_put(pipe, fact_id, record, "replace", as_text(record.get(F_CREATED, "")))
 
             self._check_model(await self.write(op, add))
-            self.facts_written += len(batch)
 
-    async def set_vectors(self, vectors: list[tuple[bytes, str, bytes]]) -> int:
-        """Give facts new vectors (key, the content hash the vector was made from, vector), each only if the fact
-        still holds that content; returns how many had changed or gone (left as they are)."""
+    async def set_derived(self, field: str, values: Sequence[tuple[bytes, str, bytes | str]], op: str) -> int:
+        """Give facts a new value of a field made from their content (key, the content hash it was made from,
+        value), each only if the fact still holds that content; returns how many had changed or gone (left as
+        they are)."""
 
         def add(pipe: Pipeline) -> None:
-            for key, chash, vector in vectors:
-                pipe.execute_command("EVALSHA", REVECTOR_SHA, 1, key, chash, vector)
+            for key, chash, value in values:
+                pipe.execute_command("EVALSHA", DERIVED_SHA, 1, key, chash, field, value)
 
-        replies = await self.write("write vectors", add)
-        return len(vectors) - sum(int(r) for r in replies)
+        replies = await self.write(op, add)
+        return len(values) - sum(int(r) for r in replies)
 
     async def delete_fact(self, fact_id: str) -> bool:
         """Delete one fact (and its dedup pointer); True if it existed."""

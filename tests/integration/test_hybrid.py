@@ -1,5 +1,5 @@
-"""Hybrid retrieval on a real Redis Stack: fusion finds what each side alone misses, hostile text stays text, tag
-filters bind both sides, modes are checked, and the query cache never mixes models."""
+"""Hybrid retrieval on a real Redis Stack: fusion finds what each side alone misses, words meet by their stems,
+hostile text stays text, tag filters bind both sides, modes are checked, and the query cache never mixes models."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from kb_mcp.bench import hard
-from kb_mcp.bench.corpus import generate
 from kb_mcp.embeddings import QueryCache, QueryVector
 from kb_mcp.errors import InvalidInput
-from kb_mcp.store import KnowledgeStore, hybrid
+from kb_mcp.store import KnowledgeStore
 
 pytestmark = pytest.mark.anyio
 
@@ -36,68 +35,24 @@ async def test_hybrid_finds_what_each_side_alone_misses(store: KnowledgeStore) -
     assert len(found["hybrid"]) >= len(found["vector"]) and len(found["hybrid"]) >= len(found["keyword"])
 
 
-async def test_a_persons_facts_are_told_apart_by_what_the_question_asks(store: KnowledgeStore,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    # All eight facts of the person asked about hold the name: they tie on keyword evidence, and by plain
-    # similarity the name dominates. Settling the tie on the question without the name is what finds the right one.
-    items = hard.generate(250)
-    await store.store_many([{"content": it.fact, "fact_id": f"h{i}"} for i, it in enumerate(items)])
-    asked = range(0, len(items), 7)  # 286 questions, every shape
-
-    async def recall(mode: Any) -> float:
-        return sum([await top1(store, items[i].query, mode) == f"h{i}" for i in asked]) / len(asked)
-
-    settled, vector = await recall("hybrid"), await recall("vector")
-    monkeypatch.setattr(hybrid, "settle_ties", lambda ranked, query: ranked)
-    plain = await recall("hybrid")
-    assert settled >= plain + 0.04, (settled, plain)
-    assert settled >= vector + 0.05, (settled, vector)
-
-
-async def test_hybrid_keeps_its_edge_when_the_namespace_grows_after_its_first_search(store: KnowledgeStore) -> None:
-    # An agent searches a near-empty namespace, then stores a thousand facts and searches again within the minute the
-    # word counts are cached: the new words' counts must not be weighed against the old number of facts.
-    await store.store_many([{"content": f"Warm-up note {i} about nothing in particular."} for i in range(10)])
-    await store.semantic_search("warm-up question")
-    items = generate(1000)
-    await store.store_many([{"content": it.fact, "fact_id": f"b{i}"} for i, it in enumerate(items)])
-    asked = range(0, len(items), 10)
-    hybrid = [await top1(store, items[i].query, "hybrid") == f"b{i}" for i in asked]
-    vector = [await top1(store, items[i].query, "vector") == f"b{i}" for i in asked]
-    assert sum(hybrid) >= 0.95 * len(asked), f"hybrid recall@1 {sum(hybrid)}/{len(asked)}"
-    assert sum(hybrid) > sum(vector)
-
-
-async def test_a_new_word_found_nowhere_gets_the_answer_it_gets_once_counted(store: KnowledgeStore) -> None:
-    # 20 people x 8 facts: each name is in 5 % of the facts, so once counted it is left out of the full-text query.
-    # A question with a word this process has never seen is searched before that word is counted; when the word
-    # turns out to be in no fact, the names must still be searched: the first answer is the one asked again gets.
-    items = hard.generate(20)
-    await store.store_many([{"content": it.fact, "fact_id": f"h{i}"} for i, it in enumerate(items)])
-    for it in items:  # the names and the questions' words counted
-        await store.semantic_search(it.query)
-    asked = [f"{it.query} zr{i}x" for i, it in enumerate(items)]
-
-    async def answers(mode: Any) -> list[list[str]]:
-        return [[hit.fact_id for hit in await store.semantic_search(q, top_k=5, mode=mode)] for q in asked]
-
-    first_sight, again, vector = await answers("hybrid"), await answers("hybrid"), await answers("vector")
-    assert first_sight == again
-    right = [sum(ids[0] == f"h{i}" for i, ids in enumerate(found)) for found in (again, vector)]
-    assert right[0] > right[1], f"hybrid {right[0]} vs vector {right[1]} of {len(items)}"
-
-
-async def test_keyword_mode_ranks_by_every_word_even_when_hybrid_leaves_common_ones_out(store: KnowledgeStore
-                                                                                      ) -> None:
-    # "team" and the colour are in far more than 1 % of these facts: hybrid search leaves them out of its full-text
-    # query once counted, but keyword mode ranks by BM25 alone, so without them violet-15 and red-15 would tie.
+async def test_keyword_mode_ranks_by_every_word_common_ones_too(store: KnowledgeStore) -> None:
+    # "team" and the colour are in half of these facts each: without them violet-15 and red-15 would tie.
     await store.store_many([{"content": f"Team {colour}-{n} holds its stand-up at {9 + n % 3}:00.",
                              "fact_id": f"{colour}-{n}"} for n in range(50) for colour in ("violet", "red")])
     asked = [("violet" if n % 10 else "red", n) for n in range(0, 50, 5)]
     for colour, n in asked:
-        await store.semantic_search(f"When does team {colour}-{n} hold its stand-up?", mode="hybrid")
-    for colour, n in asked:
         assert await top1(store, f"When does team {colour}-{n} hold its stand-up?", "keyword") == f"{colour}-{n}"
+
+
+async def test_words_meet_by_their_stems_and_each_stem_counts_once(store: KnowledgeStore) -> None:
+    await store.store_fact("Two studies of regulatory T cells in mice.", fact_id="studies")
+    await store.store_fact("A survey of bird migration routes.", fact_id="birds")
+    hits = await store.semantic_search("studying a regulatory cell", mode="keyword")
+    assert [h.fact_id for h in hits] == ["studies"]  # studying ~ studies, cell ~ cells
+    await store.store_fact("Cell cells cell: the cell count of a cell culture.", fact_id="repeats")
+    await store.store_fact("Regulatory cell study design.", fact_id="design")
+    ranked = [h.fact_id for h in await store.semantic_search("regulatory cell study", mode="keyword")]
+    assert ranked.index("design") < ranked.index("repeats")  # all three stems beat one stem said five times
 
 
 async def test_every_hit_carries_its_similarity_and_min_score_filters_on_it(store: KnowledgeStore) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import math
 
 import numpy as np
 import pytest
 
 from kb_mcp.bench.corpus import generate
-from kb_mcp.embeddings import STATES_MAX_TOKENS, Encoded, OnnxMiniLMEmbedding, QueryVector, token_words
+from kb_mcp.embeddings import ONNX_BATCH_TOKENS, OnnxMiniLMEmbedding, Vectors, token_batches
 
 pytestmark = pytest.mark.anyio
 
@@ -20,8 +19,19 @@ def test_vectors_are_unit_length_and_batch_independent(embedding: OnnxMiniLMEmbe
     assert batch.shape == (72, 384) and batch.dtype == np.float32
     assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
     single = np.stack([embedding.embed([t])[0] for t in texts])
-    assert np.abs(batch - single).max() < 1e-4
+    assert np.array_equal(batch, single)  # bit for bit: a search must not depend on what was embedded beside it
     assert len({row.tobytes() for row in batch}) == 72
+
+
+def test_long_texts_go_in_batches_within_the_token_budget(embedding: OnnxMiniLMEmbedding) -> None:
+    lengths = [5] * 100 + [256] * 40
+    batches = token_batches(list(range(len(lengths))), lengths)
+    assert sorted(i for b in batches for i in b) == list(range(140))
+    assert all(len(b) <= 64 and (len(b) == 1 or len(b) * lengths[b[-1]] <= ONNX_BATCH_TOKENS) for b in batches)
+    assert [len(b) for b in batches if lengths[b[0]] == 256] == [16, 16, 8]
+    assert token_batches([0], [10_000]) == [[0]]  # a text alone is always a batch
+    long = ["word " * n + "end." for n in (40, 120, 250, 400, 900)] * 5
+    assert np.array_equal(embedding.embed(long), np.stack([embedding.embed([t])[0] for t in long]))
 
 
 def test_meaning_is_captured(embedding: OnnxMiniLMEmbedding) -> None:
@@ -36,11 +46,11 @@ async def test_concurrent_requests_are_coalesced_and_exact(embedding: OnnxMiniLM
     alone: list[bool] = []
     encode = embedding._coalescer._encode
 
-    def counting(batch: list[str], solo: bool, want: frozenset[int]) -> Encoded:
+    def counting(batch: list[str], solo: bool) -> Vectors:
         nonlocal runs
         runs += 1
         alone.append(solo)
-        return encode(batch, solo, want)
+        return encode(batch, solo)
 
     embedding._coalescer._encode = counting
     try:
@@ -68,39 +78,3 @@ async def test_a_caller_that_gives_up_does_not_hurt_the_others(embedding: OnnxMi
     done = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(done[3], asyncio.CancelledError)
     assert all(isinstance(v, np.ndarray) and v.shape == (1, 384) for i, v in enumerate(done) if i != 3)
-
-
-def test_token_words_name_the_word_of_every_token(embedding: OnnxMiniLMEmbedding) -> None:
-    text = "Where does Kasia Silva's cat live?"
-    words = token_words(text, embedding._tokenizer.encode(text))
-    assert words == ("", "where", "does", "kasia", "kasia", "silva", "'", "s", "cat", "live", "?", "")
-
-
-async def test_a_query_pooled_again_without_some_words(embedding: OnnxMiniLMEmbedding) -> None:
-    asked = await embedding.aembed_query("Where does Kasia Silva live these days?")
-    assert asked.tokens is not None
-    assert np.abs(asked.vector - embedding.embed(["Where does Kasia Silva live these days?"])[0]).max() < 1e-4
-    everything = asked.without({"no such word"})  # pooled again from the kept token states: the same vector
-    assert np.abs(everything - asked.vector).max() < 2e-3
-    rest = asked.without({"kasia", "silva"})
-    assert math.isclose(float(np.linalg.norm(rest)), 1.0, rel_tol=1e-5)
-    name = embedding.embed(["Kasia Silva"])[0]
-    assert float(rest @ name) < float(asked.vector @ name) - 0.1  # the name's share is gone
-    assert asked.without({"where", "does", "kasia", "silva", "live", "these", "days", "?"}) is asked.vector
-    assert QueryVector(asked.vector).without({"kasia"}) is asked.vector  # a model without token states
-    long = await embedding.aembed_query("word " * (STATES_MAX_TOKENS + 1))
-    assert long.tokens is None  # not kept: pooled whole
-
-
-async def test_coalesced_queries_each_get_their_own_token_states(embedding: OnnxMiniLMEmbedding) -> None:
-    queries = [item.query for item in generate(30)]
-    facts = [item.fact for item in generate(30, seed=3)]
-    mixed = await asyncio.gather(*(call for pair in zip((embedding.aembed_query(q) for q in queries),
-                                                        (embedding.aembed([f]) for f in facts), strict=True)
-                                   for call in pair))
-    asked = [r for r in mixed if isinstance(r, QueryVector)]
-    assert len(asked) == len(queries)
-    for query, found in zip(queries, asked, strict=True):
-        assert found.tokens is not None
-        assert found.tokens.words == token_words(query, embedding._tokenizer.encode(query))
-        assert np.abs(found.without({"no such word"}) - found.vector).max() < 2e-3

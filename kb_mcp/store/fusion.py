@@ -1,0 +1,71 @@
+"""How hybrid search ranks the facts its two sides found: a fact's score is a function of that fact's own numbers
+and the query's lists alone, and ties are broken by fact id, so the same request on the same facts always gets the
+same list (no caches, no earlier queries, no process state).
+
+  linear  score = w * similarity + (1 - w) * bm25 / best_bm25          (w = KB_HYBRID_VECTOR_WEIGHT)
+  rrf     score = sum over the sides that found it of 1 / (60 + rank)
+
+A fact only the vector side found gets the BM25 of the full text's last hit when that list was cut at its depth
+(it scores at most that), else 0 (the full text returned every fact holding a query word). Chosen on BEIR SciFact's
+train split, reported on its test split: docs/retrieval.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+RRF_K = 60
+
+
+@dataclass
+class Candidate:
+    """One fact found by either side, with what each side said about it (a number a side did not give is None)."""
+
+    fact_id: str
+    similarity: float | None = None
+    bm25: float | None = None
+    vector: bytes | None = None  # the stored vector when the full text returned it (its similarity, no round trip)
+    vector_rank: int | None = None
+    keyword_rank: int | None = None
+
+
+Ranked = list[tuple[Candidate, float]]
+
+
+def ranked(scored: Iterable[tuple[Candidate, float]]) -> Ranked:
+    """Best first; equal scores in fact-id order (never in the order a side happened to return them)."""
+    return sorted(scored, key=lambda pair: (-pair[1], pair[0].fact_id))
+
+
+def merge(by_vector: list[Candidate], by_words: list[Candidate]) -> list[Candidate]:
+    """One candidate per fact, holding both sides' numbers."""
+    merged = {c.fact_id: c for c in by_vector}
+    for cand in by_words:
+        known = merged.get(cand.fact_id)
+        if known is None:
+            merged[cand.fact_id] = cand
+        else:
+            known.bm25, known.keyword_rank, known.vector = cand.bm25, cand.keyword_rank, cand.vector
+    return list(merged.values())
+
+
+def fuse_linear(cands: list[Candidate], vector_weight: float, words_cut: bool) -> Ranked:
+    """w * cosine similarity + (1 - w) * BM25 over the best BM25 of the query. `words_cut`: the full text's list
+    stopped at its depth, so a fact it did not return may still hold query words (at most the last hit's BM25)."""
+    scores = [c.bm25 for c in cands if c.bm25 is not None]
+    best = max(scores, default=0.0)
+    missing = min(scores) if words_cut and scores else 0.0
+    scale = 1.0 / best if best > 0 else 0.0
+
+    def score(c: Candidate) -> float:
+        bm25 = c.bm25 if c.bm25 is not None else missing
+        return vector_weight * (c.similarity or 0.0) + (1.0 - vector_weight) * bm25 * scale
+
+    return ranked((c, score(c)) for c in cands)
+
+
+def fuse_rrf(cands: list[Candidate]) -> Ranked:
+    """Reciprocal-rank fusion: each side that found a fact adds 1 / (60 + its rank there)."""
+    return ranked((c, sum(1.0 / (RRF_K + rank) for rank in (c.vector_rank, c.keyword_rank) if rank is not None))
+                  for c in cands)
