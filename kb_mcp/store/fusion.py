@@ -12,7 +12,7 @@ train split, reported on its test split: docs/retrieval.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 RRF_K = 60
@@ -50,22 +50,32 @@ def merge(by_vector: list[Candidate], by_words: list[Candidate]) -> list[Candida
     return list(merged.values())
 
 
-def fuse_linear(cands: list[Candidate], vector_weight: float, words_cut: bool) -> Ranked:
+Score = Callable[[Candidate, float], float]  # a candidate's fused score at a given similarity
+
+
+def linear(cands: list[Candidate], vector_weight: float, words_cut: bool) -> Score:
     """w * cosine similarity + (1 - w) * BM25 over the best BM25 of the query. `words_cut`: the full text's list
     stopped at its depth, so a fact it did not return may still hold query words (at most the last hit's BM25)."""
     scores = [c.bm25 for c in cands if c.bm25 is not None]
     best = max(scores, default=0.0)
     missing = min(scores) if words_cut and scores else 0.0
-    scale = 1.0 / best if best > 0 else 0.0
+    scale = (1.0 - vector_weight) / best if best > 0 else 0.0
 
-    def score(c: Candidate) -> float:
-        bm25 = c.bm25 if c.bm25 is not None else missing
-        return vector_weight * (c.similarity or 0.0) + (1.0 - vector_weight) * bm25 * scale
+    def score(c: Candidate, similarity: float) -> float:
+        return vector_weight * similarity + (c.bm25 if c.bm25 is not None else missing) * scale
 
-    return ranked((c, score(c)) for c in cands)
+    return score
 
 
-def fuse_rrf(cands: list[Candidate]) -> Ranked:
+def rrf(cands: list[Candidate]) -> Score:
     """Reciprocal-rank fusion: each side that found a fact adds 1 / (60 + its rank there)."""
-    return ranked((c, sum(1.0 / (RRF_K + rank) for rank in (c.vector_rank, c.keyword_rank) if rank is not None))
-                  for c in cands)
+
+    def score(c: Candidate, similarity: float) -> float:
+        return sum(1.0 / (RRF_K + rank) for rank in (c.vector_rank, c.keyword_rank) if rank is not None)
+
+    return score
+
+
+def fuse(cands: list[Candidate], score: Score) -> Ranked:
+    """The candidates whose similarity is known, best first by `score`."""
+    return ranked((c, score(c, c.similarity)) for c in cands if c.similarity is not None)

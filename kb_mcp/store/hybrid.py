@@ -1,10 +1,9 @@
 """semantic_search in its three modes: by meaning (KNN over the RedisVectorStore's index), by words (BM25STD over
 the facts' stems, `terms`) and hybrid (both, fused in `fusion`).
 
-Hybrid sends both sides in one pipeline once the query is embedded, each asked for KB_HYBRID_CANDIDATES facts with
-no more than their ids and numbers; the full text also returns each hit's stored vector, so every candidate's cosine
-similarity is known without a round trip and `similarity` (and `min_score`) mean the same in every mode. Only the
-`top_k` winners are then read whole, in one pipelined HMGET.
+Hybrid asks the full text for KB_HYBRID_CANDIDATES facts while the model embeds the query, each hit with its stored
+vector, so every candidate's cosine similarity is known without a round trip and `similarity` (and `min_score`) mean
+the same in every mode; then the KNN for the `top_k` nearest. Two FT.SEARCH, no other round trip.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from kb_mcp.facts import (
 )
 from kb_mcp.redis_topology import RedisClient
 from kb_mcp.store.context import StoreContext
-from kb_mcp.store.fusion import Candidate, Ranked, fuse_linear, fuse_rrf, merge, ranked
+from kb_mcp.store.fusion import Candidate, Ranked, fuse, linear, merge, ranked, rrf
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.querytext import any_word_query, tag_clauses, time_clauses
 from kb_mcp.store.records import decode_metadata, expires_from, split_tags
@@ -75,8 +74,8 @@ class Searcher:
         command = self._text_command(query_stems(query), top_k, filters, whole=True)
         asked, raw = await asyncio.gather(self._ctx.embed_query(query),
                                           self._one_search("keyword search", command) if command else _nothing())
-        rows = self._keyword_rows(raw, whole=True)
-        _fill_similarity([c for c, _ in rows], asked.vector)
+        rows = self._keyword_rows(raw)
+        _similarities([c for c, _ in rows], [c.vector for c, _ in rows], asked.vector)
         return _hits(ranked((c, c.bm25 or 0.0) for c, _ in rows), _by_id(rows), top_k, min_score)
 
     async def similar(self, vector: np.ndarray[Any, Any], exclude: str, threshold: float,
@@ -88,31 +87,37 @@ class Searcher:
                 if c.fact_id != exclude and (c.similarity or 0.0) >= threshold][:limit]
 
     async def _hybrid(self, query: str, top_k: int, filters: Filters, min_score: float | None) -> list[ScoredFact]:
+        """The full text is sent first and runs while the model embeds the query (it needs no vector); its hits
+        come back whole, vectors included, so every candidate's similarity is known when the KNN's answer comes."""
         settings = self._ctx.settings
         depth = max(top_k, settings.hybrid_candidates)
-        asked = await self._ctx.embed_query(query)
-        knn = self._knn_command(asked.vector, depth, filters)
+        # Linear fusion needs no more than the top_k nearest: a fact further down by meaning that the full text did
+        # not return either scores below each of them (its similarity is lower, its BM25 at most theirs).
+        nearest = depth if settings.hybrid_fusion == "rrf" else top_k
         text = self._text_command(query_stems(query), depth, filters)
-
-        def add(pipe: Pipeline) -> None:
-            pipe.execute_command(*knn)
-            if text is not None:
-                pipe.execute_command(*text)
-
-        replies = await self._index.run(lambda: self._ctx.pipeline("hybrid search", add, SEARCH_DEADLINE))
-        by_vector = [c for c, _ in raw_vector_hits(self._ctx, replies[0])]
-        by_words = [c for c, _ in self._keyword_rows(replies[1])] if text is not None else []
-        cands = merge(by_vector, by_words)
-        _fill_similarity(cands, asked.vector)
-        fused: Ranked = (fuse_rrf(cands) if settings.hybrid_fusion == "rrf"
-                         else fuse_linear(cands, settings.hybrid_vector_weight, len(by_words) == depth))
+        words = asyncio.ensure_future(self._one_search("keyword search", text) if text else _nothing())
+        try:
+            asked = await self._ctx.embed_query(query)
+            knn = await self._one_search("vector search", self._knn_command(asked.vector, nearest, filters,
+                                                                             whole=True))
+        finally:
+            raw_words = await words
+        by_vector = raw_vector_hits(self._ctx, knn)
+        by_words = self._keyword_rows(raw_words)
+        _similarities([c for c, _ in by_words], [c.vector for c, _ in by_words], asked.vector)
+        fields = _by_id(by_vector)
+        cands = merge([c for c, _ in by_vector], [c for c, _ in by_words])
         if min_score is not None:
-            fused = [(c, s) for c, s in fused if (c.similarity or 0.0) >= min_score]
-        winners = fused[:top_k]
-        return _hits(winners, await self._read_hits([c.fact_id for c, _ in winners]), top_k, None)
+            cands = [c for c in cands if c.similarity is not None and c.similarity >= min_score]
+        score = (rrf(cands) if settings.hybrid_fusion == "rrf"
+                 else linear(cands, settings.hybrid_vector_weight, len(by_words) == depth))
+        fused = fuse(cands, score)
+        fields.update(await self._read_hits([c.fact_id for c, _ in fused[:top_k] if c.fact_id not in fields]))
+        return _hits(fused, fields, top_k, None)
 
     async def _read_hits(self, fact_ids: list[str]) -> dict[str, dict[bytes, Any]]:
-        """The returned fields of each winner (one pipelined HMGET); a fact deleted meanwhile is left out."""
+        """The returned fields of winners only the full text found (one pipelined HMGET); a fact deleted meanwhile
+        is left out."""
         if not fact_ids:
             return {}
 
@@ -156,11 +161,11 @@ class Searcher:
         return ["FT.SEARCH", self._index.name, q, "VERBATIM", "WITHSCORES", "SCORER", "BM25STD",
                 "RETURN", len(fields), *fields, "LIMIT", 0, k, "DIALECT", 2]
 
-    def _keyword_rows(self, raw: Any, *, whole: bool = False) -> list[tuple[Candidate, dict[bytes, Any]]]:
+    def _keyword_rows(self, raw: Any) -> list[tuple[Candidate, dict[bytes, Any]]]:
         out: list[tuple[Candidate, dict[bytes, Any]]] = []
         for key, score, fields in _rows(raw, scores=True) if raw is not None else []:
             out.append((Candidate(self._ctx.keyspace.fact_id(key), bm25=score, vector=fields.get(VECTOR),
-                                  keyword_rank=len(out) + 1), fields if whole else {}))
+                                  keyword_rank=len(out) + 1), fields))
         return out
 
 
@@ -194,14 +199,14 @@ def _by_id(rows: list[tuple[Candidate, dict[bytes, Any]]]) -> dict[str, dict[byt
     return {c.fact_id: fields for c, fields in rows}
 
 
-def _fill_similarity(cands: list[Candidate], vector: np.ndarray[Any, Any]) -> None:
-    """Cosine similarity of the full text's hits the KNN did not return, from the stored vector it returned
-    (vectors are unit length: one matrix product for all of them)."""
-    query = np.asarray(vector, dtype=np.float32)
-    returned = [c for c in cands if c.similarity is None and c.vector and len(c.vector) == 4 * len(query)]
-    if returned:
-        stacked = np.frombuffer(b"".join(c.vector or b"" for c in returned), dtype=np.float32)
-        for cand, similarity in zip(returned, (stacked.reshape(len(returned), -1) @ query).tolist(), strict=True):
+def _similarities(cands: list[Candidate], vectors: list[Any], query: np.ndarray[Any, Any]) -> None:
+    """Each candidate's cosine similarity from its stored vector (unit length: one matrix product for all); one
+    without a vector of the query's size (a fact deleted meanwhile) keeps None."""
+    q = np.asarray(query, dtype=np.float32)
+    pairs = [(c, v) for c, v in zip(cands, vectors, strict=True) if v and len(v) == 4 * len(q)]
+    if pairs:
+        stacked = np.frombuffer(b"".join(v for _, v in pairs), dtype=np.float32).reshape(len(pairs), -1)
+        for (cand, _), similarity in zip(pairs, (stacked @ q).tolist(), strict=True):
             cand.similarity = similarity
 
 

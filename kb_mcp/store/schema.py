@@ -65,10 +65,16 @@ class Keyspace:
     def dedup_key(self, content_hash: str) -> str:
         return DEDUP_KEY.format(ns=self.namespace, content_hash=content_hash)
 
+    @cached_property
+    def _key_prefix_bytes(self) -> bytes:
+        return self.key_prefix.encode()
+
     def fact_id(self, key: bytes | str) -> str:
         """The fact id of a key of this namespace (the key less the prefix)."""
-        text = key.decode() if isinstance(key, bytes) else key
-        return text[len(self.key_prefix):] if text.startswith(self.key_prefix) else text
+        if isinstance(key, bytes):  # search replies: cut before decoding (every hit of every search comes here)
+            prefix = self._key_prefix_bytes
+            return (key[len(prefix):] if key.startswith(prefix) else key).decode()
+        return key[len(self.key_prefix):] if key.startswith(self.key_prefix) else key
 
 
 def vector_attrs(settings: Settings, dim: int) -> dict[str, Any]:
