@@ -6,9 +6,17 @@ from __future__ import annotations
 import math
 import random
 
-from kb_mcp.store.fusion import Candidate, fuse_linear, fuse_rrf, merge
+from kb_mcp.store.fusion import Candidate, Ranked, fuse, linear, merge, rrf
 from kb_mcp.store.querytext import all_words_query, any_word_query
 from kb_mcp.store.terms import query_stems, stemmed_text
+
+
+def fuse_linear(cands: list[Candidate], weight: float, words_cut: bool) -> Ranked:
+    return fuse(cands, linear(cands, weight, words_cut))
+
+
+def fuse_rrf(cands: list[Candidate]) -> Ranked:
+    return fuse(cands, rrf(cands))
 
 
 def test_linear_fusion_blends_similarity_with_bm25_over_the_best() -> None:
@@ -38,13 +46,18 @@ def test_equal_scores_are_ordered_by_fact_id_whatever_order_they_came_in() -> No
     for seed in range(5):
         random.Random(seed).shuffle(cands)
         assert [c.fact_id for c, _ in fuse_linear(cands, 0.65, words_cut=False)] == expected
-        assert [c.fact_id for c, _ in fuse_rrf([Candidate(c.fact_id, vector_rank=1) for c in cands])] == expected
+        assert [c.fact_id for c, _ in fuse_rrf([Candidate(c.fact_id, 0.1, vector_rank=1) for c in cands])] == expected
 
 
 def test_rrf_adds_the_reciprocal_ranks_of_both_sides() -> None:
-    ranked = fuse_rrf([Candidate("one", vector_rank=1), Candidate("both", vector_rank=2, keyword_rank=2)])
+    ranked = fuse_rrf([Candidate("one", 0.9, vector_rank=1), Candidate("both", 0.5, vector_rank=2, keyword_rank=2)])
     assert [c.fact_id for c, _ in ranked] == ["both", "one"]
     assert math.isclose(ranked[0][1], 2 / 62)
+
+
+def test_only_facts_whose_similarity_is_known_are_ranked() -> None:
+    assert [c.fact_id for c, _ in fuse_linear([Candidate("gone", bm25=9.0), Candidate("here", 0.1, 1.0)], 0.5,
+                                              words_cut=False)] == ["here"]  # deleted before its vector was read
 
 
 def test_merge_keeps_one_candidate_with_both_sides_numbers() -> None:
