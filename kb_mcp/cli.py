@@ -115,6 +115,8 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="a short smoke run: 2000 facts, short levels (~2 min)")
     parser.add_argument("--keep", action="store_true", help="keep the bench namespaces in Redis afterwards")
+    parser.add_argument("--beir", metavar="DIR", help="a BEIR set's documents as the corpus (instead of --facts), "
+                                                      "asked its test queries")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kb_mcp.bench.corpus import Item
 from kb_mcp.errors import InvalidInput
 from kb_mcp.facts import FACT_ID_PATTERN, SearchMode
 from kb_mcp.store import KnowledgeStore
@@ -76,6 +77,13 @@ def read_beir(root: Path, split: str, max_queries: int | None = None, max_docs: 
         documents.setdefault(d, text)
     return Benchmark(name=f"{root.name} {split}", documents=documents, queries={q: texts[q] for q in chosen},
                      qrels={q: {d: g for d, g in qrels[q].items() if d in documents} for q in chosen})
+
+
+def as_items(bench: Benchmark) -> list[Item]:
+    """The benchmark's documents as `kb-mcp bench`'s corpus, each with one of its queries (in turn) to ask."""
+    queries = list(bench.queries.values()) or [""]
+    return [Item(fact=text, query=queries[i % len(queries)], topic="beir")
+            for i, text in enumerate(bench.documents.values())]
 
 
 def ndcg_at(ranked: list[str], grades: dict[str, int], k: int = 10) -> float:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from kb_mcp import __version__
+from kb_mcp.bench.beir import as_items, read_beir
 from kb_mcp.bench.corpus import Item, generate
 from kb_mcp.bench.report import markdown, plot
 from kb_mcp.bench.support import (
@@ -46,7 +47,7 @@ from kb_mcp.facts import SearchMode
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     if args.quick:
         args.facts, args.seconds, args.queries = "2000", 3.0, 60
-    sizes = [int(x) for x in str(args.facts).split(",") if x]
+    sizes = [int(x) for x in str(args.facts).split(",") if x] if not args.beir else [0]
     levels = [int(x) for x in str(args.clients).split(",") if x]
     return asyncio.run(_main(settings, args, sizes, levels))
 
@@ -60,8 +61,9 @@ async def _main(settings: Settings, args: argparse.Namespace, sizes: list[int], 
                                        "hnsw_ef_runtime": settings.hnsw_ef_runtime,
                                        "embedding": settings.embedding_provider}, "runs": []}
         for size in sizes:
-            bench_settings = settings.model_copy(update={"redis_url": redis_url, "namespace": f"bench{size}"})
-            say(f"== {size} facts (namespace {bench_settings.namespace})")
+            bench_settings = settings.model_copy(update={"redis_url": redis_url,
+                                                         "namespace": f"bench{size}" if size else "bench-beir"})
+            say(f"== {size or args.beir} facts (namespace {bench_settings.namespace})")
             run = await _bench_size(bench_settings, size, levels, args)
             report["runs"].append(run)
             (out / "results.json").write_text(json.dumps(report, indent=2))
@@ -78,9 +80,9 @@ async def _main(settings: Settings, args: argparse.Namespace, sizes: list[int], 
 async def _bench_size(settings: Settings, size: int, levels: list[int], args: argparse.Namespace) -> Result:
     from kb_mcp.store import KnowledgeStore
 
-    items = generate(size, seed=args.seed)
+    items = as_items(read_beir(Path(args.beir), "test")) if args.beir else generate(size, seed=args.seed)
     rng = random.Random(args.seed)
-    run: Result = {"facts": size}
+    run: Result = {"facts": len(items), "corpus": f"BEIR {Path(args.beir).name}" if args.beir else "synthetic"}
     async with KnowledgeStore.open(settings) as store:
         if await store.count():  # left over from a --keep run: start clean (an empty index is kept as it is)
             await store.drop_namespace()

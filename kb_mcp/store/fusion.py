@@ -2,7 +2,8 @@
 and the query's lists alone, and ties are broken by fact id, so the same request on the same facts always gets the
 same list (no caches, no earlier queries, no process state).
 
-  linear  score = w * similarity + (1 - w) * bm25 / best_bm25          (w = KB_HYBRID_VECTOR_WEIGHT)
+  linear  score = w * similarity + (1 - w) * keyword / best keyword    (w = KB_HYBRID_VECTOR_WEIGHT)
+          keyword = the best BM25 among the facts holding the same query words
   rrf     score = sum over the sides that found it of 1 / (60 + rank)
 
 A fact only the vector side found gets the BM25 of the full text's last hit when that list was cut at its depth
@@ -28,6 +29,7 @@ class Candidate:
     vector: bytes | None = None  # the stored vector when the full text returned it (its similarity, no round trip)
     vector_rank: int | None = None
     keyword_rank: int | None = None
+    held: frozenset[str] = frozenset()  # the query's stems it holds (when the full text returned it)
 
 
 Ranked = list[tuple[Candidate, float]]
@@ -46,7 +48,8 @@ def merge(by_vector: list[Candidate], by_words: list[Candidate]) -> list[Candida
         if known is None:
             merged[cand.fact_id] = cand
         else:
-            known.bm25, known.keyword_rank, known.vector = cand.bm25, cand.keyword_rank, cand.vector
+            known.bm25, known.keyword_rank, known.vector, known.held = (cand.bm25, cand.keyword_rank, cand.vector,
+                                                                        cand.held)
     return list(merged.values())
 
 
@@ -54,15 +57,21 @@ Score = Callable[[Candidate, float], float]  # a candidate's fused score at a gi
 
 
 def linear(cands: list[Candidate], vector_weight: float, words_cut: bool) -> Score:
-    """w * cosine similarity + (1 - w) * BM25 over the best BM25 of the query. `words_cut`: the full text's list
-    stopped at its depth, so a fact it did not return may still hold query words (at most the last hit's BM25)."""
-    scores = [c.bm25 for c in cands if c.bm25 is not None]
-    best = max(scores, default=0.0)
-    missing = min(scores) if words_cut and scores else 0.0
+    """w * cosine similarity + (1 - w) * a fact's keyword score over the best one of the query, where the keyword
+    score of a fact the full text returned is the best BM25 among the facts holding the same query words: BM25's
+    length and repetition terms, made for documents, decide nothing between facts that hold the same words (a short
+    fact about the person asked of would otherwise outrank the one that answers). `words_cut`: the full text's list
+    stopped at its depth, so a fact it did not return may still hold query words (at most the last hit's score)."""
+    by_words: dict[frozenset[str], float] = {}
+    for c in cands:
+        if c.bm25 is not None:
+            by_words[c.held] = max(by_words.get(c.held, c.bm25), c.bm25)
+    best = max(by_words.values(), default=0.0)
+    missing = min(by_words.values()) if words_cut and by_words else 0.0
     scale = (1.0 - vector_weight) / best if best > 0 else 0.0
 
     def score(c: Candidate, similarity: float) -> float:
-        return vector_weight * similarity + (c.bm25 if c.bm25 is not None else missing) * scale
+        return vector_weight * similarity + (by_words[c.held] if c.bm25 is not None else missing) * scale
 
     return score
 

@@ -35,7 +35,7 @@ from kb_mcp.store.querytext import any_word_query, tag_clauses, time_clauses
 from kb_mcp.store.records import decode_metadata, expires_from, split_tags
 from kb_mcp.store.replies import as_text
 from kb_mcp.store.schema import F_EXPIRES, F_META, F_STEMS, F_TAGS, F_TEXT, F_VECTOR
-from kb_mcp.store.terms import query_stems
+from kb_mcp.store.terms import Held, query_stems
 
 DISTANCE = "vector_distance"  # the KNN score's name (cosine distance), as RedisVectorStore names it
 # Every Redis step of a search runs under the LlamaIndex/index deadline (KB_TIMEOUT_INDEX, 10 s), not the 2 s Redis
@@ -43,7 +43,8 @@ DISTANCE = "vector_distance"  # the KNN score's name (cosine distance), as Redis
 SEARCH_DEADLINE: TimeoutKind = "index"
 HIT_FIELDS = (F_TEXT, F_TAGS, F_META, F_EXPIRES)  # what a returned hit is built from
 # Field names as FT.SEARCH returns them (bytes): a hit's fields are looked up without decoding every name.
-TEXT, TAGS, META, EXPIRES, VECTOR, DISTANCE_FIELD = (name.encode() for name in (*HIT_FIELDS, F_VECTOR, DISTANCE))
+TEXT, TAGS, META, EXPIRES, VECTOR, STEMS, DISTANCE_FIELD = (name.encode() for name in (*HIT_FIELDS, F_VECTOR, F_STEMS,
+                                                                                      DISTANCE))
 Filters = tuple[list[str], float | None, float | None]  # tags, created after, created before
 
 
@@ -94,7 +95,8 @@ class Searcher:
         # Linear fusion needs no more than the top_k nearest: a fact further down by meaning that the full text did
         # not return either scores below each of them (its similarity is lower, its BM25 at most theirs).
         nearest = depth if settings.hybrid_fusion == "rrf" else top_k
-        text = self._text_command(query_stems(query), depth, filters)
+        stems = query_stems(query)
+        text = self._text_command(stems, depth, filters)
         words = asyncio.ensure_future(self._one_search("keyword search", text) if text else _nothing())
         try:
             asked = await self._ctx.embed_query(query)
@@ -103,7 +105,7 @@ class Searcher:
         finally:
             raw_words = await words
         by_vector = raw_vector_hits(self._ctx, knn)
-        by_words = self._keyword_rows(raw_words)
+        by_words = self._keyword_rows(raw_words, stems)
         _similarities([c for c, _ in by_words], [c.vector for c, _ in by_words], asked.vector)
         fields = _by_id(by_vector)
         cands = merge([c for c, _ in by_vector], [c for c, _ in by_words])
@@ -152,20 +154,22 @@ class Searcher:
     def _text_command(self, stems: list[str], k: int, filters: Filters, *, whole: bool = False) -> list[Any] | None:
         """BM25STD over the facts' stems, any of `stems` (escaped, VERBATIM: they are stems already), the same
         filters as the KNN; None without a word to search. Each hit's stored vector comes back (its similarity
-        needs no round trip), with `whole` its fields too."""
+        needs no round trip) and its stems (the query words it holds), with `whole` its fields instead of stems."""
         words = any_word_query(stems, F_STEMS)
         if words is None:
             return None
         q = " ".join([words, *_filter_clauses(filters)])
-        fields = [*HIT_FIELDS, F_VECTOR] if whole else [F_VECTOR]
+        fields = [*HIT_FIELDS, F_VECTOR] if whole else [F_VECTOR, F_STEMS]
         return ["FT.SEARCH", self._index.name, q, "VERBATIM", "WITHSCORES", "SCORER", "BM25STD",
                 "RETURN", len(fields), *fields, "LIMIT", 0, k, "DIALECT", 2]
 
-    def _keyword_rows(self, raw: Any) -> list[tuple[Candidate, dict[bytes, Any]]]:
+    def _keyword_rows(self, raw: Any, asked: list[str] | None = None) -> list[tuple[Candidate, dict[bytes, Any]]]:
+        """A full-text reply as candidates; with the query's stems `asked`, each with those it holds."""
         out: list[tuple[Candidate, dict[bytes, Any]]] = []
+        holds = Held(asked or [])
         for key, score, fields in _rows(raw, scores=True) if raw is not None else []:
             out.append((Candidate(self._ctx.keyspace.fact_id(key), bm25=score, vector=fields.get(VECTOR),
-                                  keyword_rank=len(out) + 1), fields))
+                                  keyword_rank=len(out) + 1, held=holds(fields.get(STEMS))), fields))
         return out
 
 

@@ -32,3 +32,15 @@ def query_stems(text: str) -> list[str]:
     """The stems a keyword search asks for: the query's words but the stop words, once each, in order."""
     words = [w for w in WORD_RE.findall(text.lower()) if w not in STOP_WORDS][:MAX_QUERY_WORDS]
     return list(dict.fromkeys(stem(w) for w in words))
+
+
+class Held:
+    """Which of a query's stems a fact's stems field holds (asked of every full-text hit: the needles are built
+    once, and the field is searched as the bytes Redis sent)."""
+
+    def __init__(self, asked: list[str]) -> None:
+        self._needles = [(stem, f" {stem} ".encode()) for stem in asked]
+
+    def __call__(self, stems: bytes | None) -> frozenset[str]:
+        padded = b" " + (stems or b"") + b" "
+        return frozenset(stem for stem, needle in self._needles if needle in padded)
