@@ -8,7 +8,7 @@ import random
 
 from kb_mcp.store.fusion import Candidate, Ranked, fuse, linear, merge, rrf
 from kb_mcp.store.querytext import all_words_query, any_word_query
-from kb_mcp.store.terms import query_stems, stemmed_text
+from kb_mcp.store.terms import Held, query_stems, stemmed_text
 
 
 def fuse_linear(cands: list[Candidate], weight: float, words_cut: bool) -> Ranked:
@@ -20,7 +20,8 @@ def fuse_rrf(cands: list[Candidate]) -> Ranked:
 
 
 def test_linear_fusion_blends_similarity_with_bm25_over_the_best() -> None:
-    cands = [Candidate("a", similarity=0.50, bm25=10.0), Candidate("b", similarity=0.70, bm25=2.0),
+    cands = [Candidate("a", similarity=0.50, bm25=10.0, held=frozenset({"x", "y"})),
+             Candidate("b", similarity=0.70, bm25=2.0, held=frozenset({"x"})),
              Candidate("c", similarity=0.60)]  # the vector side's alone; the full text returned every match
     ranked = fuse_linear(cands, 0.65, words_cut=False)
     scores = {c.fact_id: s for c, s in ranked}
@@ -31,9 +32,21 @@ def test_linear_fusion_blends_similarity_with_bm25_over_the_best() -> None:
     assert [s for _, s in ranked] == sorted(scores.values(), reverse=True)  # ordered by the scores shown
 
 
+def test_facts_holding_the_same_query_words_get_the_same_keyword_score() -> None:
+    name = frozenset({"kasia", "silva"})
+    short = Candidate("short", similarity=0.60, bm25=9.0, held=name)  # says less, so BM25 likes it more
+    answer = Candidate("answer", similarity=0.66, bm25=6.0, held=name)
+    other = Candidate("other", similarity=0.70, bm25=3.0, held=frozenset({"kasia"}))
+    ranked = fuse_linear([short, answer, other], 0.7, words_cut=False)
+    scores = {c.fact_id: s for c, s in ranked}
+    assert math.isclose(scores["answer"], 0.7 * 0.66 + 0.3 * 1.0)  # the best BM25 of its words, not its own
+    assert math.isclose(scores["other"], 0.7 * 0.70 + 0.3 * 3.0 / 9.0)
+    assert [c.fact_id for c, _ in ranked] == ["answer", "short", "other"]
+
+
 def test_a_fact_the_cut_full_text_did_not_return_gets_the_last_hits_bm25() -> None:
-    cands = [Candidate("a", similarity=0.5, bm25=8.0), Candidate("b", similarity=0.5, bm25=4.0),
-             Candidate("c", similarity=0.5)]
+    cands = [Candidate("a", similarity=0.5, bm25=8.0, held=frozenset("a")),
+             Candidate("b", similarity=0.5, bm25=4.0, held=frozenset("b")), Candidate("c", similarity=0.5)]
     scores = {c.fact_id: s for c, s in fuse_linear(cands, 0.5, words_cut=True)}
     assert math.isclose(scores["c"], 0.25 + 0.5 * 4.0 / 8.0)
     only_vector = {c.fact_id: s for c, s in fuse_linear([Candidate("x", similarity=0.4)], 0.5, words_cut=False)}
@@ -67,6 +80,12 @@ def test_merge_keeps_one_candidate_with_both_sides_numbers() -> None:
     assert (by_id["a"].similarity, by_id["a"].bm25, by_id["a"].vector_rank, by_id["a"].keyword_rank) == (
         0.9, 3.0, 1, 2)
     assert by_id["b"].similarity is None and by_id["b"].bm25 == 1.0
+
+
+def test_held_finds_whole_stems_only() -> None:
+    holds = Held(["cell", "mice", "regulatori"])
+    assert holds(b"two studi of regulatori t cell in mice") == {"cell", "mice", "regulatori"}
+    assert holds(b"cellular mice") == {"mice"} and holds(b"cell") == {"cell"} and holds(None) == frozenset()
 
 
 def test_query_and_fact_words_meet_by_their_stems() -> None:
