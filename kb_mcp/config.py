@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     hnsw_ef_runtime: Annotated[int, Field(ge=1, le=4096)] = 150  # recall@10 0.99 vs exact at 100k (bench)
 
     # Hybrid search (store/fusion.py), chosen on BEIR SciFact's train split (docs/retrieval.md).
-    hybrid_vector_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.72  # linear fusion: the vector side's share
+    hybrid_vector_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.65  # linear fusion: the vector side's share
+    hybrid_full_bm25: Annotated[float, Field(ge=0.0)] = 20.0  # linear: the best BM25 that earns the full keyword share
     hybrid_fusion: Literal["linear", "rrf"] = "linear"
     hybrid_candidates: Annotated[int, Field(ge=1, le=1000)] = 50  # facts asked of each side, at least top_k
     query_cache_size: Annotated[int, Field(ge=0, le=1_000_000)] = 1024  # query embeddings kept (0: no cache)

@@ -2,7 +2,8 @@
 and the query's lists alone, and ties are broken by fact id, so the same request on the same facts always gets the
 same list (no caches, no earlier queries, no process state).
 
-  linear  score = w * similarity + (1 - w) * keyword / best keyword    (w = KB_HYBRID_VECTOR_WEIGHT)
+  linear  score = w * similarity + (1 - w) * keyword / max(best keyword, B)
+          (w = KB_HYBRID_VECTOR_WEIGHT, B = KB_HYBRID_FULL_BM25)
           keyword = the best BM25 among the facts holding the same query words
   rrf     score = sum over the sides that found it of 1 / (60 + rank)
 
@@ -56,8 +57,9 @@ def merge(by_vector: list[Candidate], by_words: list[Candidate]) -> list[Candida
 Score = Callable[[Candidate, float], float]  # a candidate's fused score at a given similarity
 
 
-def linear(cands: list[Candidate], vector_weight: float, words_cut: bool) -> Score:
-    """w * cosine similarity + (1 - w) * a fact's keyword score over the best one of the query, where the keyword
+def linear(cands: list[Candidate], vector_weight: float, words_cut: bool, full_bm25: float) -> Score:
+    """w * cosine similarity + (1 - w) * a fact's keyword score over the best one of the query, or over `full_bm25`
+    when the best is below it (a query whose best match is one common word earns little keyword credit). The keyword
     score of a fact the full text returned is the best BM25 among the facts holding the same query words: BM25's
     length and repetition terms, made for documents, decide nothing between facts that hold the same words (a short
     fact about the person asked of would otherwise outrank the one that answers). `words_cut`: the full text's list
@@ -68,7 +70,7 @@ def linear(cands: list[Candidate], vector_weight: float, words_cut: bool) -> Sco
             by_words[c.held] = max(by_words.get(c.held, c.bm25), c.bm25)
     best = max(by_words.values(), default=0.0)
     missing = min(by_words.values()) if words_cut and by_words else 0.0
-    scale = (1.0 - vector_weight) / best if best > 0 else 0.0
+    scale = (1.0 - vector_weight) / max(best, full_bm25) if best > 0 else 0.0
 
     def score(c: Candidate, similarity: float) -> float:
         return vector_weight * similarity + (by_words[c.held] if c.bm25 is not None else missing) * scale

@@ -112,7 +112,7 @@ class Searcher:
         if min_score is not None:
             cands = [c for c in cands if c.similarity is not None and c.similarity >= min_score]
         score = (rrf(cands) if settings.hybrid_fusion == "rrf"
-                 else linear(cands, settings.hybrid_vector_weight, len(by_words) == depth))
+                 else linear(cands, settings.hybrid_vector_weight, len(by_words) == depth, settings.hybrid_full_bm25))
         fused = fuse(cands, score)
         fields.update(await self._read_hits([c.fact_id for c, _ in fused[:top_k] if c.fact_id not in fields]))
         return _hits(fused, fields, top_k, None)

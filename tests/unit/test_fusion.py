@@ -11,8 +11,8 @@ from kb_mcp.store.querytext import all_words_query, any_word_query
 from kb_mcp.store.terms import Held, query_stems, stemmed_text
 
 
-def fuse_linear(cands: list[Candidate], weight: float, words_cut: bool) -> Ranked:
-    return fuse(cands, linear(cands, weight, words_cut))
+def fuse_linear(cands: list[Candidate], weight: float, words_cut: bool, full_bm25: float = 0.0) -> Ranked:
+    return fuse(cands, linear(cands, weight, words_cut, full_bm25))
 
 
 def fuse_rrf(cands: list[Candidate]) -> Ranked:
@@ -42,6 +42,16 @@ def test_facts_holding_the_same_query_words_get_the_same_keyword_score() -> None
     assert math.isclose(scores["answer"], 0.7 * 0.66 + 0.3 * 1.0)  # the best BM25 of its words, not its own
     assert math.isclose(scores["other"], 0.7 * 0.70 + 0.3 * 3.0 / 9.0)
     assert [c.fact_id for c, _ in ranked] == ["answer", "short", "other"]
+
+
+def test_a_weak_best_match_earns_only_part_of_the_keyword_share() -> None:
+    cands = [Candidate("coincidence", similarity=0.3, bm25=2.0, held=frozenset({"user"})),
+             Candidate("meaning", similarity=0.6)]
+    scores = {c.fact_id: s for c, s in fuse_linear(cands, 0.65, words_cut=False, full_bm25=20.0)}
+    assert math.isclose(scores["coincidence"], 0.65 * 0.3 + 0.35 * 2.0 / 20.0)
+    assert scores["meaning"] > scores["coincidence"]  # with the plain best it would be 0.195 + 0.35 = 0.545 > 0.39
+    strong = [Candidate("name", similarity=0.3, bm25=40.0, held=frozenset({"kasia"}))]
+    assert math.isclose(fuse_linear(strong, 0.65, False, 20.0)[0][1], 0.65 * 0.3 + 0.35)
 
 
 def test_a_fact_the_cut_full_text_did_not_return_gets_the_last_hits_bm25() -> None:
