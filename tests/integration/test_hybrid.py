@@ -55,6 +55,15 @@ async def test_words_meet_by_their_stems_and_each_stem_counts_once(store: Knowle
     assert ranked.index("design") < ranked.index("repeats")  # all three stems beat one stem said five times
 
 
+async def test_reindex_gives_facts_stored_without_stems_their_stems(store: KnowledgeStore, raw_redis: Any) -> None:
+    await store.store_fact("Grete Olsen restores harpsichords in Bergen.", fact_id="old")
+    await raw_redis.hdel(store.key("old"), "stems")  # as a fact stored before the keyword side used stems
+    assert await store.semantic_search("harpsichords", mode="keyword") == []
+    await store.rebuild_index()
+    assert [h.fact_id for h in await store.semantic_search("harpsichord", mode="keyword")] == ["old"]
+    assert await store.index_drift() is None
+
+
 async def test_every_hit_carries_its_similarity_and_min_score_filters_on_it(store: KnowledgeStore) -> None:
     await store.store_fact("Priya Raman keeps bees on the roof of the office.", fact_id="bees")
     await store.store_fact("The quarterly report is due on Friday.", fact_id="report")
