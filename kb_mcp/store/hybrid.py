@@ -3,7 +3,8 @@ the facts' stems, `terms`) and hybrid (both, fused in `fusion`).
 
 Hybrid asks the full text for KB_HYBRID_CANDIDATES facts while the model embeds the query, each hit with its stored
 vector, so every candidate's cosine similarity is known without a round trip and `similarity` (and `min_score`) mean
-the same in every mode; then the KNN for the `top_k` nearest. Two FT.SEARCH, no other round trip.
+the same in every mode; then the KNN for the `top_k` nearest, its hits whole. Winners only the full text found are
+read in one pipelined HMGET.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class Searcher:
         asked, raw = await asyncio.gather(self._ctx.embed_query(query),
                                           self._one_search("keyword search", command) if command else _nothing())
         rows = self._keyword_rows(raw)
-        _similarities([c for c, _ in rows], [c.vector for c, _ in rows], asked.vector)
+        _similarities([c for c, _ in rows], asked.vector)
         return _hits(ranked((c, c.bm25 or 0.0) for c, _ in rows), _by_id(rows), top_k, min_score)
 
     async def similar(self, vector: np.ndarray[Any, Any], exclude: str, threshold: float,
@@ -89,7 +90,8 @@ class Searcher:
 
     async def _hybrid(self, query: str, top_k: int, filters: Filters, min_score: float | None) -> list[ScoredFact]:
         """The full text is sent first and runs while the model embeds the query (it needs no vector); its hits
-        come back whole, vectors included, so every candidate's similarity is known when the KNN's answer comes."""
+        come back with their vectors and stems, so every candidate's similarity is known when the KNN's answer
+        comes."""
         settings = self._ctx.settings
         depth = max(top_k, settings.hybrid_candidates)
         # Linear fusion needs no more than the top_k nearest: a fact further down by meaning that the full text did
@@ -106,7 +108,7 @@ class Searcher:
             raw_words = await words
         by_vector = raw_vector_hits(self._ctx, knn)
         by_words = self._keyword_rows(raw_words, stems)
-        _similarities([c for c, _ in by_words], [c.vector for c, _ in by_words], asked.vector)
+        _similarities([c for c, _ in by_words], asked.vector)
         fields = _by_id(by_vector)
         cands = merge([c for c, _ in by_vector], [c for c, _ in by_words])
         if min_score is not None:
@@ -203,11 +205,11 @@ def _by_id(rows: list[tuple[Candidate, dict[bytes, Any]]]) -> dict[str, dict[byt
     return {c.fact_id: fields for c, fields in rows}
 
 
-def _similarities(cands: list[Candidate], vectors: list[Any], query: np.ndarray[Any, Any]) -> None:
-    """Each candidate's cosine similarity from its stored vector (unit length: one matrix product for all); one
-    without a vector of the query's size (a fact deleted meanwhile) keeps None."""
+def _similarities(cands: list[Candidate], query: np.ndarray[Any, Any]) -> None:
+    """Each candidate's cosine similarity from the stored vector the full text returned (unit length: one matrix
+    product for all); one without a vector of the query's size keeps None."""
     q = np.asarray(query, dtype=np.float32)
-    pairs = [(c, v) for c, v in zip(cands, vectors, strict=True) if v and len(v) == 4 * len(q)]
+    pairs = [(c, c.vector) for c in cands if c.vector and len(c.vector) == 4 * len(q)]
     if pairs:
         stacked = np.frombuffer(b"".join(v for _, v in pairs), dtype=np.float32).reshape(len(pairs), -1)
         for (cand, _), similarity in zip(pairs, (stacked @ q).tolist(), strict=True):
