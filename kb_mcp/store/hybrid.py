@@ -10,6 +10,7 @@ read in one pipelined HMGET.
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
 from typing import Any
 
 import numpy as np
@@ -99,15 +100,19 @@ class Searcher:
         nearest = depth if settings.hybrid_fusion == "rrf" else top_k
         stems = query_stems(query)
         text = self._text_command(stems, depth, filters)
-        words = asyncio.ensure_future(self._one_search("keyword search", text) if text else _nothing())
+        # Its hits are parsed (and the stems they hold found) as soon as they come, while the model still runs.
+        words = asyncio.ensure_future(self._keyword_hits(text, stems))
         try:
             asked = await self._ctx.embed_query(query)
             knn = await self._one_search("vector search", self._knn_command(asked.vector, nearest, filters,
                                                                              whole=True))
-        finally:
-            raw_words = await words
+        except BaseException:
+            words.cancel()  # the error the caller gets is this side's, and no full-text reply is left unread
+            with suppress(BaseException):
+                await words
+            raise
+        by_words = await words
         by_vector = raw_vector_hits(self._ctx, knn)
-        by_words = self._keyword_rows(raw_words, stems)
         _similarities([c for c, _ in by_words], asked.vector)
         fields = _by_id(by_vector)
         cands = merge([c for c, _ in by_vector], [c for c, _ in by_words])
@@ -118,6 +123,11 @@ class Searcher:
         fused = fuse(cands, score)
         fields.update(await self._read_hits([c.fact_id for c, _ in fused[:top_k] if c.fact_id not in fields]))
         return _hits(fused, fields, top_k, None)
+
+    async def _keyword_hits(self, command: list[Any] | None, stems: list[str]
+                            ) -> list[tuple[Candidate, dict[bytes, Any]]]:
+        """The full text's candidates for hybrid, each with the query stems it holds."""
+        return self._keyword_rows(await self._one_search("keyword search", command) if command else None, stems)
 
     async def _read_hits(self, fact_ids: list[str]) -> dict[str, dict[bytes, Any]]:
         """The returned fields of winners only the full text found (one pipelined HMGET); a fact deleted meanwhile
