@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kb_mcp.redis_url import RedisTarget, parse_redis_url
+from kb_mcp.connection.url import RedisTarget, parse_redis_url
 
 ENV_PREFIX = "KB_"
 TimeoutKind = Literal["redis", "file", "index"]
@@ -35,6 +35,11 @@ class Timeouts(BaseModel):
         return {"redis": self.redis_s, "file": self.file_s, "index": self.index_s}[kind]
 
 
+def _doc(text: str) -> Any:
+    """A setting's description: docs/configuration.md is generated from these."""
+    return Field(description=text)
+
+
 NAMESPACE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 Namespace = Annotated[str, Field(pattern=NAMESPACE_PATTERN)]
 
@@ -44,53 +49,87 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", env_ignore_empty=True)
 
-    redis_url: str = "redis://127.0.0.1:6379/0"  # or redis+cluster://..., redis+sentinel://... (see redis_url.py)
-    namespace: Namespace = "kb"
-    redis_max_connections: Annotated[int, Field(ge=1, le=10_000)] = 50
+    redis_url: Annotated[str, _doc(
+        "one server (`redis://`, `rediss://`), a Redis Cluster (`redis+cluster://h1:p1,h2:p2`) or the master Sentinel "
+        "names (`redis+sentinel://s1:26379,s2:26379/<service>[/<db>]`); `:password@`, TLS (`rediss`, "
+        "`?ssl_ca_certs=/path/ca.crt` and redis-py's other `ssl_*` options) in every mode")] = "redis://127.0.0.1:6379/0"
+    namespace: Annotated[Namespace, _doc(
+        "the hash tag of every key (`{<ns>}:fact:<id>`) and of the index (`{<ns>}:idx`): one namespace, one cluster "
+        "shard")] = "kb"
+    redis_max_connections: Annotated[int, Field(ge=1, le=10_000), _doc(
+        "Redis calls in flight per process, so at most this many connections per node (callers wait for a slot, "
+        "within the Redis timeout)")] = 50
 
-    timeout_redis: PositiveFloat = 2.0
-    timeout_file: PositiveFloat = 5.0
-    timeout_index: PositiveFloat = 10.0
-    timeout_tool: PositiveFloat = 15.0
+    timeout_redis: Annotated[PositiveFloat, _doc("seconds per Redis command or pipeline")] = 2.0
+    timeout_file: Annotated[PositiveFloat, _doc("seconds per file operation (ingest, export, import)")] = 5.0
+    timeout_index: Annotated[PositiveFloat, _doc("seconds per embedding / LlamaIndex / search operation")] = 10.0
+    timeout_tool: Annotated[PositiveFloat, _doc("seconds for one whole tool call")] = 15.0
 
-    breaker_threshold: PositiveInt = 5
-    breaker_cooldown: PositiveFloat = 5.0
+    breaker_threshold: Annotated[PositiveInt, _doc("straight Redis failures or timeouts that open the circuit "
+                                                   "breaker")] = 5
+    breaker_cooldown: Annotated[PositiveFloat, _doc(
+        "seconds the open breaker fails fast before a call may probe; meanwhile a background PING every 0.25 s "
+        "closes it as soon as Redis answers")] = 5.0
 
-    max_fact_chars: Annotated[int, Field(ge=1, le=1_000_000)] = 32_768
+    max_fact_chars: Annotated[int, Field(ge=1, le=1_000_000), _doc("longest fact content, in characters")] = 32_768
 
-    embedding_provider: Literal["onnx", "openai"] = "onnx"
-    embedding_url: str | None = None  # OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1
-    embedding_model: str = "text-embedding-3-small"
-    embedding_api_key: SecretStr | None = None
-    embedding_dim: PositiveInt = 384
-    embedding_threads: Annotated[int, Field(ge=0, le=256)] = 0  # 0: one per core
-    embedding_solo_session: bool = True  # a 2nd ONNX session for a lone query: ~1 ms sooner, ~100 MB RSS
+    embedding_provider: Annotated[Literal["onnx", "openai"], _doc(
+        "`onnx` (offline all-MiniLM-L6-v2 int8, 384-d) or `openai` (any OpenAI-compatible `/embeddings`)")] = "onnx"
+    embedding_url: Annotated[str | None, _doc("`openai`: the endpoint's base URL, e.g. "
+                                              "`http://127.0.0.1:8080/v1`")] = None
+    embedding_model: Annotated[str, _doc("`openai`: the model name; a namespace records the model that made its "
+                                         "vectors and refuses another one")] = "text-embedding-3-small"
+    embedding_api_key: Annotated[SecretStr | None, _doc("`openai`: the bearer key")] = None
+    embedding_dim: Annotated[PositiveInt, _doc("`openai`: the model's dimension")] = 384
+    embedding_threads: Annotated[int, Field(ge=0, le=256), _doc("ONNX intra-op threads (0: one per core)")] = 0
+    embedding_solo_session: Annotated[bool, _doc(
+        "a second ONNX session, spin-waiting during its run, for a query that arrives alone: answers it sooner for "
+        "~100 MB of RSS; batches always use the non-spinning one")] = True
 
-    vector_algorithm: Literal["hnsw", "flat"] = "hnsw"
-    hnsw_m: Annotated[int, Field(ge=2, le=512)] = 32
-    hnsw_ef_construction: Annotated[int, Field(ge=1, le=4096)] = 400
-    hnsw_ef_runtime: Annotated[int, Field(ge=1, le=4096)] = 150  # recall@10 0.99 vs exact at 100k (bench)
+    vector_algorithm: Annotated[Literal["hnsw", "flat"], _doc(
+        "the vector index; `flat` is exact and about as fast up to ~10,000 facts; `kb-mcp reindex` applies a "
+        "change")] = "hnsw"
+    hnsw_m: Annotated[int, Field(ge=2, le=512), _doc("HNSW graph degree")] = 32
+    hnsw_ef_construction: Annotated[int, Field(ge=1, le=4096), _doc("HNSW build-time candidate list")] = 400
+    hnsw_ef_runtime: Annotated[int, Field(ge=1, le=4096), _doc(
+        "HNSW query-time candidate list (recall@10 0.99 against exact search at 100,000 facts)")] = 150
 
-    # Hybrid search (store/fusion.py), chosen on BEIR SciFact's train split (docs/retrieval.md).
-    hybrid_vector_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.65  # linear fusion: the vector side's share
-    hybrid_full_bm25: Annotated[float, Field(ge=0.0)] = 20.0  # linear: the best BM25 that earns the full keyword share
-    hybrid_fusion: Literal["linear", "rrf"] = "linear"
-    hybrid_candidates: Annotated[int, Field(ge=1, le=1000)] = 50  # facts asked of each side, at least top_k
-    query_cache_size: Annotated[int, Field(ge=0, le=1_000_000)] = 1024  # query embeddings kept (0: no cache)
+    hybrid_vector_weight: Annotated[float, Field(ge=0.0, le=1.0), _doc(
+        "linear fusion: the vector side's share of a hybrid score (chosen on BEIR SciFact's train split)")] = 0.65
+    hybrid_full_bm25: Annotated[float, Field(ge=0.0), _doc(
+        "linear fusion: keyword scores are divided by max(the query's best BM25, this)")] = 20.0
+    hybrid_fusion: Annotated[Literal["linear", "rrf"], _doc(
+        "`linear` (a blend of similarity and normalised BM25) or `rrf` (reciprocal-rank fusion)")] = "linear"
+    hybrid_candidates: Annotated[int, Field(ge=1, le=1000), _doc(
+        "facts asked of the full text (at least `top_k`); the KNN asks `top_k` under linear fusion, this many under "
+        "`rrf`")] = 50
+    query_cache_size: Annotated[int, Field(ge=0, le=1_000_000), _doc(
+        "query embeddings kept (LRU, keyed by model and text; 0: none): a repeated question skips the model and gets "
+        "the same vector")] = 1024
 
-    similar_threshold: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.85  # store_fact's "similar" hints
-    max_response_chars: Annotated[int, Field(ge=100, le=10_000_000)] = 16_000  # content per search/listing reply
+    similar_threshold: Annotated[float, Field(ge=-1.0, le=1.0), _doc(
+        "similarity from which `store_fact` reports another fact as `similar`")] = 0.85
+    max_response_chars: Annotated[int, Field(ge=100, le=10_000_000), _doc(
+        "fact content one search or listing may return (the response budget)")] = 16_000
 
-    durability: Literal["none", "fsync", "replica"] = "none"  # fsync: WAITAOF on the master; replica: WAIT 1
-    read_only: bool = False
-    auth_token: SecretStr | None = None
-    auth_tokens_file: Path | None = None
-    max_concurrency: Annotated[int, Field(ge=1, le=100_000)] = 256
-    max_request_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
-    http_stateless: bool = False  # streamable HTTP without sessions: any replica can answer any request
-    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["plain", "json"] = "plain"
+    durability: Annotated[Literal["none", "fsync", "replica"], _doc(
+        "`fsync`: `WAITAOF 1 0` after each write (survives an OS crash); `replica`: `WAIT 1` (a replica has the "
+        "write before the agent hears \"stored\")")] = "none"
+    read_only: Annotated[bool, _doc("expose only `get_fact`, `semantic_search` and `kb_stats`")] = False
+    auth_token: Annotated[SecretStr | None, _doc(
+        "HTTP: every MCP request needs `Authorization: Bearer <token>` (at least 16 characters)")] = None
+    auth_tokens_file: Annotated[Path | None, _doc(
+        "HTTP, several tenants: JSON `{\"<token>\": {\"namespace\": \"team-a\", \"read_only\": false}}`")] = None
+    max_concurrency: Annotated[int, Field(ge=1, le=100_000), _doc(
+        "tool calls in flight per process; beyond it callers get a fast \"server busy, retry\"")] = 256
+    max_request_bytes: Annotated[int, Field(ge=1024), _doc("HTTP request body limit")] = 1_048_576
+    http_stateless: Annotated[bool, _doc(
+        "streamable HTTP without sessions (= `serve --stateless`): any replica answers any request")] = False
+    metrics_port: Annotated[int, Field(ge=0, le=65535), _doc(
+        "stdio: serve Prometheus `/metrics` on this loopback port (0: off; HTTP always has `/metrics`)")] = 0
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], _doc("log level (logs go to stderr "
+                                                                           "only)")] = "INFO"
+    log_format: Annotated[Literal["plain", "json"], _doc("`json`: one JSON object per log line")] = "plain"
 
     @field_validator("redis_url")
     @classmethod

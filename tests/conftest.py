@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kb_mcp.embeddings import OnnxMiniLMEmbedding
+from kb_mcp.embeddings.onnx import OnnxMiniLMEmbedding
 
 
 @pytest.fixture(scope="session")

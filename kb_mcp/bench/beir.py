@@ -21,7 +21,7 @@ from typing import Any
 
 from kb_mcp.bench.corpus import Item
 from kb_mcp.errors import InvalidInput
-from kb_mcp.facts import FACT_ID_PATTERN, SearchMode
+from kb_mcp.facts.rules import FACT_ID_PATTERN, SearchMode
 from kb_mcp.store import KnowledgeStore
 
 LOAD_BATCH = 512  # documents per store_many call

@@ -19,7 +19,7 @@ from kb_mcp.bench import beir, hard
 from kb_mcp.bench.corpus import Item, generate
 from kb_mcp.config import Settings
 from kb_mcp.errors import InvalidInput
-from kb_mcp.facts import SEARCH_MODES, SearchMode
+from kb_mcp.facts.rules import SEARCH_MODES, SearchMode
 from kb_mcp.store import Backend, KnowledgeStore
 
 Pairs = list[tuple[str, str]]  # (query, expected fact_id)

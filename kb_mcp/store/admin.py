@@ -12,16 +12,17 @@ from typing import Any
 from pydantic import BaseModel
 from redis.asyncio.client import Pipeline
 
+from kb_mcp.connection.manager import ManagerState
+from kb_mcp.connection.topology import Placement
 from kb_mcp.errors import IndexMissing, KbError, StoreUnavailable
-from kb_mcp.redis_manager import ManagerState
-from kb_mcp.redis_topology import Placement
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.index import SearchIndex
-from kb_mcp.store.model_record import ModelRecord, ReEmbedReport, embed_again
+from kb_mcp.store.model_record import ModelRecord
+from kb_mcp.store.reembed import ReEmbedReport, embed_again
 from kb_mcp.store.replies import as_text, field_names, index_dim, vector_attributes
 from kb_mcp.store.scan import iter_keys
 from kb_mcp.store.schema import F_HASH, F_STEMS, F_TEXT
-from kb_mcp.store.terms import stemmed_text
+from kb_mcp.store.search.terms import stemmed_text
 from kb_mcp.store.writes import Writer
 
 REINDEX_POLL_S = 0.1

@@ -12,11 +12,12 @@ import numpy as np
 from redis.asyncio.client import Pipeline
 
 from kb_mcp.config import Settings, TimeoutKind
-from kb_mcp.embeddings import KbEmbedding, QueryCache, QueryVector
-from kb_mcp.redis_manager import AsyncRedisManager
-from kb_mcp.redis_topology import RedisClient
+from kb_mcp.connection.manager import AsyncRedisManager
+from kb_mcp.connection.topology import RedisClient
+from kb_mcp.deadlines import Observer, bounded
+from kb_mcp.embeddings.base import KbEmbedding, QueryVector
+from kb_mcp.embeddings.cache import QueryCache
 from kb_mcp.store.schema import Keyspace
-from kb_mcp.timeouts import Observer, bounded
 
 T = TypeVar("T")
 

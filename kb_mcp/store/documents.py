@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 
 from kb_mcp.errors import InvalidInput
-from kb_mcp.facts import Scalar, check_fact_id, check_metadata, check_tags
+from kb_mcp.facts import rules
+from kb_mcp.facts.models import Scalar
+from kb_mcp.facts.rules import FACT_ID, valid
 from kb_mcp.store.context import StoreContext
+from kb_mcp.store.listing import Reader
 from kb_mcp.store.records import build_record, format_ts, vector_bytes
-from kb_mcp.store.search import Reader
 from kb_mcp.store.writes import Writer
 
 EMBED_BATCH = 64  # chunks per embedding call
@@ -35,15 +37,15 @@ class Documents:
         its chunks: the new ones are written first, then the old ones removed. Returns the chunk fact ids in order."""
         if (text is None) == (path is None):
             raise InvalidInput("document", "give exactly one of text or path")
-        metadata = check_metadata(metadata)
-        tags = check_tags(tags)
+        metadata = rules.metadata(metadata)
+        tags = rules.tags(tags)
         if path is not None:
             file = Path(path)
             text = await self._ctx.bounded("file", asyncio.to_thread(read_text_file, file), f"read {file.name}")
             metadata = {"source": str(file), **metadata}
         if text is None or not text.strip():
             raise InvalidInput("document", "is empty")
-        doc_id = check_fact_id(doc_id, "doc_id") if doc_id else "doc-" + hashlib.sha256(
+        doc_id = valid(FACT_ID, doc_id, "doc_id") if doc_id else "doc-" + hashlib.sha256(
             (str(path) if path is not None else text).encode("utf-8", "surrogatepass")).hexdigest()[:16]
         if len(doc_id) > MAX_DOC_ID_CHARS:
             raise InvalidInput("doc_id", f"must be at most {MAX_DOC_ID_CHARS} characters (chunk ids add a suffix)")
@@ -75,7 +77,7 @@ class Documents:
 
     async def delete(self, doc_id: str) -> int:
         """Delete every chunk of `doc_id`; returns how many."""
-        check_fact_id(doc_id, "doc_id")
+        valid(FACT_ID, doc_id, "doc_id")
         return await self._writer.delete_keys(await self._reader.keys_of_document(doc_id), "delete document")
 
 

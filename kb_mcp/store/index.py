@@ -13,7 +13,7 @@ from redis.exceptions import ResponseError
 
 from kb_mcp.errors import IndexMissing, KbError, ModelMismatch, StartupError
 from kb_mcp.store.context import StoreContext
-from kb_mcp.store.migrate import LegacyLayout
+from kb_mcp.store.legacy import LegacyLayout
 from kb_mcp.store.model_record import ModelRecord
 from kb_mcp.store.replies import index_dim, pairs
 from kb_mcp.store.schema import create_index_args, index_schema

@@ -11,29 +11,20 @@ from typing import Any
 import numpy as np
 
 from kb_mcp.errors import InvalidInput
-from kb_mcp.facts import (
-    MAX_BATCH,
-    Fact,
-    Scalar,
-    SimilarFact,
-    StoredFact,
-    check_content,
-    check_fact_id,
-    check_metadata,
-    check_tags,
-    check_ttl,
-    content_hash,
-)
+from kb_mcp.facts import rules
+from kb_mcp.facts.identity import content_hash, derived_id
+from kb_mcp.facts.models import Fact, Scalar, SimilarFact, StoredFact
+from kb_mcp.facts.rules import CONTENT, FACT_ID, MAX_BATCH, TTL, valid
 from kb_mcp.store.context import StoreContext
-from kb_mcp.store.hybrid import Searcher
 from kb_mcp.store.index import SearchIndex
+from kb_mcp.store.listing import Reader
 from kb_mcp.store.records import Record, build_record, format_ts, to_datetime, vector_bytes
 from kb_mcp.store.schema import F_EXPIRES
-from kb_mcp.store.search import Reader
+from kb_mcp.store.search.searcher import Searcher
 from kb_mcp.store.writes import PutMode, Writer
 
-# Per embedding call on the bulk path: at most this many texts and tokens (~3 s of model time on 2 cores, ~8,000
-# tokens/s: well inside KB_TIMEOUT_INDEX whether the facts are one-line notes or 256-token abstracts).
+# Per embedding call on the bulk path: at most this many texts and tokens, so that one call stays well inside
+# KB_TIMEOUT_INDEX whether the facts are one-line notes or 256-token abstracts (docs/retrieval.md, Memory).
 BULK_EMBED_TEXTS = 1024
 BULK_EMBED_TOKENS = 24_576
 ID_ATTEMPTS = 3
@@ -50,11 +41,6 @@ class Incoming:
     ttl_s: int | None
     chash: str
 Prepared = tuple[str, str, dict[str, Scalar], list[str]]  # fact_id, content, metadata, tags
-
-
-def derived_id(chash: str) -> str:
-    """The id of a fact stored without one: derived from its content, so a repeat store finds it."""
-    return "f-" + chash[:24]
 
 
 class Ingest:
@@ -90,12 +76,13 @@ class Ingest:
         return await self._store(prepared)
 
     def _prepare(self, item: dict[str, Any], where: str) -> Incoming:
-        content = check_content(item.get("content"), self._ctx.settings.max_fact_chars, f"{where}content")
+        content = valid(CONTENT, item.get("content"), f"{where}content",
+                        max_fact_chars=self._ctx.settings.max_fact_chars)
         fact_id = item.get("fact_id")
-        return Incoming(content=content, metadata=check_metadata(item.get("metadata"), f"{where}metadata"),
-                        tags=check_tags(item.get("tags"), f"{where}tags"),
-                        fact_id=None if fact_id is None else check_fact_id(fact_id, f"{where}fact_id"),
-                        ttl_s=check_ttl(item.get("ttl_s"), f"{where}ttl_s"), chash=content_hash(content))
+        return Incoming(content=content, metadata=rules.metadata(item.get("metadata"), f"{where}metadata"),
+                        tags=rules.tags(item.get("tags"), f"{where}tags"),
+                        fact_id=None if fact_id is None else valid(FACT_ID, fact_id, f"{where}fact_id"),
+                        ttl_s=valid(TTL, item.get("ttl_s"), f"{where}ttl_s"), chash=content_hash(content))
 
     async def _store(self, batch: list[Incoming]) -> list[StoredFact]:
         await self._index.ready()
@@ -168,8 +155,8 @@ class Ingest:
     async def _merge(self, existing: Fact, metadata: dict[str, Scalar], tags: list[str]) -> StoredFact:
         """A dedup hit keeps the existing fact and adds the new tags and metadata to it (new metadata values win),
         so storing a fact again never silently drops what the caller added. No change: no write."""
-        merged_tags = check_tags(existing.tags + [t for t in tags if t not in existing.tags])
-        merged_meta = check_metadata({**existing.metadata, **metadata})
+        merged_tags = rules.tags(existing.tags + [t for t in tags if t not in existing.tags])
+        merged_meta = rules.metadata({**existing.metadata, **metadata})
         if merged_tags == existing.tags and merged_meta == existing.metadata:
             return StoredFact(fact_id=existing.fact_id, created=False, created_at=existing.created_at,
                               updated_at=existing.updated_at, expires_at=existing.expires_at)
@@ -203,11 +190,12 @@ class Ingest:
         an item without fact_id gets its content-derived id (no dedup search). Nothing is written if any is bad."""
         prepared: list[Prepared] = []
         for i, item in enumerate(facts):
-            content = check_content(item.get("content"), self._ctx.settings.max_fact_chars, f"facts[{i}].content")
+            content = valid(CONTENT, item.get("content"), f"facts[{i}].content",
+                        max_fact_chars=self._ctx.settings.max_fact_chars)
             fid = item.get("fact_id")
-            fid = check_fact_id(fid, f"facts[{i}].fact_id") if fid is not None else derived_id(content_hash(content))
-            prepared.append((fid, content, check_metadata(item.get("metadata"), f"facts[{i}].metadata"),
-                             check_tags(item.get("tags"), f"facts[{i}].tags")))
+            fid = valid(FACT_ID, fid, f"facts[{i}].fact_id") if fid is not None else derived_id(content_hash(content))
+            prepared.append((fid, content, rules.metadata(item.get("metadata"), f"facts[{i}].metadata"),
+                             rules.tags(item.get("tags"), f"facts[{i}].tags")))
         await self._index.ready()
         chunks = self._chunks(prepared)
 

@@ -15,24 +15,27 @@ from typing import TYPE_CHECKING, Any
 
 from kb_mcp import logs
 from kb_mcp.config import Settings
-from kb_mcp.embeddings import KbEmbedding, QueryCache, build_embedding
-from kb_mcp.facts import Fact, FactPage, Scalar, ScoredFact, SearchMode, StoredFact, check_fact_id
-from kb_mcp.redis_manager import AsyncRedisManager
-from kb_mcp.redis_topology import Placement
+from kb_mcp.connection.manager import AsyncRedisManager
+from kb_mcp.connection.topology import Placement
+from kb_mcp.deadlines import Observer, no_observer
+from kb_mcp.embeddings.base import KbEmbedding
+from kb_mcp.embeddings.cache import QueryCache
+from kb_mcp.embeddings.factory import build_embedding
+from kb_mcp.facts.models import Fact, FactPage, Scalar, ScoredFact, StoredFact
+from kb_mcp.facts.rules import FACT_ID, SearchMode, valid
 from kb_mcp.store.admin import Admin, StoreStats
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.documents import Documents
-from kb_mcp.store.hybrid import Searcher
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.ingest import Ingest
-from kb_mcp.store.migrate import LegacyLayout, MigrationReport
-from kb_mcp.store.model_record import ReEmbedReport
+from kb_mcp.store.listing import Reader
+from kb_mcp.store.migrate import Migration, MigrationReport
+from kb_mcp.store.reembed import ReEmbedReport
 from kb_mcp.store.scan import iter_keys
 from kb_mcp.store.schema import Keyspace
-from kb_mcp.store.search import Reader
+from kb_mcp.store.search.searcher import Searcher
 from kb_mcp.store.transfer import Transfer
 from kb_mcp.store.writes import Writer
-from kb_mcp.timeouts import Observer, no_observer
 
 if TYPE_CHECKING:
     from llama_index.vector_stores.redis import RedisVectorStore
@@ -161,7 +164,7 @@ class KnowledgeStore:
 
     async def delete_fact(self, fact_id: str) -> bool:
         """True when a fact was deleted, False when there was none (idempotent)."""
-        check_fact_id(fact_id)
+        valid(FACT_ID, fact_id, "fact_id")
         return await self._writer.delete_fact(fact_id)
 
     # ------------------------------------------------------------ documents, transfer
@@ -205,7 +208,7 @@ class KnowledgeStore:
 
     async def migrate_layout(self) -> MigrationReport:
         """Move this namespace from the layout before hash tags (`kb-mcp migrate`; idempotent, resumable)."""
-        return await LegacyLayout(self._ctx).migrate(self.index)
+        return await Migration(self._ctx).run(self.index)
 
     async def drop_namespace(self) -> None:
         await self._admin.drop_namespace()

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 from redis.asyncio.client import Pipeline
 
-from kb_mcp.errors import IndexMissing, KbError, StartupError
+from kb_mcp.errors import IndexMissing, KbError
 from kb_mcp.store.context import StoreContext
+from kb_mcp.store.index import SearchIndex
+from kb_mcp.store.legacy import LegacyLayout
 from kb_mcp.store.replies import as_text
 from kb_mcp.store.scan import iter_keys
-from kb_mcp.store.schema import LEGACY_DEDUP_KEY, LEGACY_FACT_KEY, LEGACY_INDEX_NAME
-
-if TYPE_CHECKING:
-    from kb_mcp.store.index import SearchIndex
 
 log = logging.getLogger(__name__)
 
@@ -39,42 +36,24 @@ class MigrationReport(BaseModel):
     facts_now: int
 
 
-class LegacyLayout:
-    """The namespace's keys and index in the layout before hash tags."""
+class Migration:
+    """Moves one namespace from the old layout to today's."""
 
     def __init__(self, ctx: StoreContext) -> None:
         self._ctx = ctx
-        ns = ctx.keyspace.namespace
-        self.index_name = LEGACY_INDEX_NAME.format(ns=ns)
-        self.fact_prefix = LEGACY_FACT_KEY.format(ns=ns, fact_id="")
-        self.dedup_prefix = LEGACY_DEDUP_KEY.format(ns=ns, content_hash="")
+        self._old = LegacyLayout(ctx)
 
-    async def present(self) -> bool:
-        """Is the old index still there? (It is dropped only once every key has moved.)"""
-        try:
-            await self._ctx.command("FT.INFO", self.index_name, op="FT.INFO (old layout)")
-        except IndexMissing:
-            return False
-        return True
-
-    def refusal(self) -> StartupError:
-        ns = self._ctx.keyspace.namespace
-        return StartupError(
-            f"namespace {ns!r} is stored in the layout before hash tags ({self.fact_prefix}<id>, index "
-            f"{self.index_name}); run `KB_NAMESPACE={ns} kb-mcp migrate` once (it moves every fact in place, keeps "
-            "the vectors and can be re-run), then start again")
-
-    async def migrate(self, index: SearchIndex) -> MigrationReport:
+    async def run(self, index: SearchIndex) -> MigrationReport:
         """Make sure the new index exists, move every old key to its new name, then drop the old index."""
         if self._ctx.manager.topology.mode == "cluster":
             raise KbError("kb-mcp migrate runs on the standalone (or Sentinel) Redis that holds the old layout; to "
                           "move to a cluster, migrate there, `kb-mcp export`, then `kb-mcp import` into the cluster")
         await index.ensure(check_legacy=False)  # first: each renamed hash is then indexed as it arrives
-        facts, kept_a = await self._move(self.fact_prefix, self._ctx.keyspace.key_prefix, "hash")
-        pointers, kept_b = await self._move(self.dedup_prefix, self._ctx.keyspace.dedup_prefix, "string")
+        facts, kept_a = await self._move(self._old.fact_prefix, self._ctx.keyspace.key_prefix, "hash")
+        pointers, kept_b = await self._move(self._old.dedup_prefix, self._ctx.keyspace.dedup_prefix, "string")
         dropped = False
         with suppress(IndexMissing):
-            await self._ctx.command("FT.DROPINDEX", self.index_name, op="FT.DROPINDEX (old layout)")
+            await self._ctx.command("FT.DROPINDEX", self._old.index_name, op="FT.DROPINDEX (old layout)")
             dropped = True
         info = await index.info() or {}
         now = int(as_text(info.get("num_docs", 0)) or 0)

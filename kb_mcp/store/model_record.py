@@ -1,5 +1,5 @@
-"""Which embedding model made a namespace's vectors, recorded beside them; and embedding a namespace again with
-another model (`kb-mcp reindex --re-embed`).
+"""Which embedding model made a namespace's vectors, recorded beside them (`reembed` moves a namespace to another
+model).
 
 Vectors of two models cannot be compared, even at the same dimension (all-MiniLM-L6-v2 and multilingual-e5-small
 are both 384-d): a server configured with another model than the one that embedded a namespace would rank its facts
@@ -10,32 +10,12 @@ record existed is taken to hold the configured model's vectors: nothing says oth
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-
 from redis.asyncio.client import Pipeline
 
 from kb_mcp.errors import ModelMismatch
 from kb_mcp.store.context import StoreContext
-from kb_mcp.store.records import vector_bytes
 from kb_mcp.store.replies import as_text
-from kb_mcp.store.scan import iter_keys
-from kb_mcp.store.schema import F_DIM, F_HASH, F_MODEL, F_TEXT, F_VECTOR
-from kb_mcp.store.writes import Writer
-
-EMBED_BATCH = 64  # facts per embedding call while re-embedding (the model's batched throughput: ~450 texts/s)
-
-
-@dataclass(frozen=True)
-class ReEmbedReport:
-    """What `kb-mcp reindex --re-embed` did: facts given a new vector, facts skipped because they changed or went
-    away while it ran (their own write carries a vector), the model now recorded, and how long it took."""
-
-    facts: int
-    skipped: int
-    model: str
-    dim: int
-    seconds: float
+from kb_mcp.store.schema import F_DIM, F_MODEL
 
 
 class ModelRecord:
@@ -68,49 +48,3 @@ class ModelRecord:
             pipe.hset(self.key, mapping={F_MODEL: name, F_DIM: dim})
 
         await self._ctx.pipeline("record embedding model", add)
-
-
-async def embed_again(ctx: StoreContext, writer: Writer, progress: Callable[[int], None]) -> tuple[int, int]:
-    """Give every fact of the namespace a vector from the configured model; returns (facts given one, facts that
-    changed or went away meanwhile). Keys are gathered from SCAN into full batches (a SCAN step over a large shared
-    keyspace finds only a few of the namespace's keys: embedding what each step found ran at 200 facts/s, full
-    batches at 260, the model alone at 335 on these 2 cores; embedding the next batch while writing the last gained
-    nothing: RediSearch's HNSW updates need the same cores). Each batch's content is read just before it is embedded,
-    and each vector written only if its fact still holds that content (`Writer.set_derived`): an update in between
-    wrote its own."""
-    written = skipped = 0
-
-    async def embed_batch(keys: list[bytes]) -> int:
-        """Embed and write one batch; returns how many of its facts had changed or gone."""
-
-        def read(pipe: Pipeline) -> None:
-            for key in keys:
-                pipe.hmget(key, [F_TEXT, F_HASH])  # type: ignore[arg-type]
-
-        rows = [(key, as_text(text), as_text(chash)) for key, (text, chash)
-                in zip(keys, await ctx.pipeline("read facts", read), strict=True) if text is not None]
-        changed = len(keys) - len(rows)
-        if rows:
-            vectors = await ctx.embed([text for _, text, _ in rows], "re-embed facts")
-            made = [(key, chash, vector_bytes(vector)) for (key, _, chash), vector in zip(rows, vectors, strict=True)]
-            changed += await writer.set_derived(F_VECTOR, made, "write vectors")
-        return changed
-
-    async def batches() -> AsyncIterator[list[bytes]]:
-        seen: set[bytes] = set()
-        pending: list[bytes] = []
-        async for found in iter_keys(ctx):
-            fresh = [k for k in found if k not in seen]  # SCAN may return a key twice
-            seen.update(fresh)
-            pending += fresh
-            while len(pending) >= EMBED_BATCH:
-                yield pending[:EMBED_BATCH]
-                del pending[:EMBED_BATCH]
-        if pending:
-            yield pending
-
-    async for batch in batches():
-        changed = await embed_batch(batch)
-        written, skipped = written + len(batch) - changed, skipped + changed
-        progress(written + skipped)
-    return written, skipped

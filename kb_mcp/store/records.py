@@ -15,7 +15,8 @@ import numpy as np
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
-from kb_mcp.facts import Fact, Scalar, content_hash, encode_metadata
+from kb_mcp.facts.identity import content_hash, encode_metadata
+from kb_mcp.facts.models import Fact, Scalar
 from kb_mcp.store.replies import as_text
 from kb_mcp.store.schema import (
     F_CREATED,
@@ -31,7 +32,7 @@ from kb_mcp.store.schema import (
     F_VECTOR,
     TAG_SEPARATOR,
 )
-from kb_mcp.store.terms import stemmed_text
+from kb_mcp.store.search.terms import stemmed_text
 
 Record = dict[str, str | bytes]
 

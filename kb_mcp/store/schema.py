@@ -31,7 +31,7 @@ LEGACY_INDEX_NAME = "{ns}:idx"
 # Fields of one fact's hash (also the record of the LlamaIndex RedisVectorStore index).
 F_ID, F_DOC, F_TEXT, F_VECTOR = "id", "doc_id", "text", "vector"
 F_TAGS, F_META, F_HASH, F_CREATED, F_UPDATED = "tags", "metadata", "content_hash", "created_at", "updated_at"
-F_STEMS = "stems"  # the content's words as stems (store/terms.py): what the keyword side's BM25 scores
+F_STEMS = "stems"  # the content's words as stems (store/search/terms.py): what the keyword side's BM25 scores
 F_EXPIRES = "expires_at"  # epoch seconds, or "" for a permanent fact (the key's own TTL does the expiring)
 READ_FIELDS = (F_ID, F_TEXT, F_META, F_TAGS, F_CREATED, F_UPDATED, F_DOC, F_EXPIRES)  # what a Fact is rebuilt from
 TAG_SEPARATOR = ","

@@ -17,7 +17,9 @@ from typing import IO, Any
 from redis.asyncio.client import Pipeline
 
 from kb_mcp.errors import InvalidInput
-from kb_mcp.facts import check_content, check_fact_id, check_metadata, check_tags, content_hash
+from kb_mcp.facts import rules
+from kb_mcp.facts.identity import content_hash, derived_id
+from kb_mcp.facts.rules import CONTENT, FACT_ID, valid
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.records import Record, build_record, export_line, format_ts, vector_bytes
@@ -133,13 +135,14 @@ class Transfer:
             raise InvalidInput(where, f"is not JSON ({exc.msg})") from None
         if not isinstance(item, dict):
             raise InvalidInput(where, "must be a JSON object")
-        content = check_content(item.get("content"), self._ctx.settings.max_fact_chars, f"{where}.content")
-        fid = check_fact_id(item.get("fact_id") or "f-" + content_hash(content)[:24], f"{where}.fact_id")
-        meta = check_metadata(item.get("metadata"), f"{where}.metadata")
-        tags = check_tags(item.get("tags"), f"{where}.tags")
+        content = valid(CONTENT, item.get("content"), f"{where}.content",
+                        max_fact_chars=self._ctx.settings.max_fact_chars)
+        fid = valid(FACT_ID, item.get("fact_id") or derived_id(content_hash(content)), f"{where}.fact_id")
+        meta = rules.metadata(item.get("metadata"), f"{where}.metadata")
+        tags = rules.tags(item.get("tags"), f"{where}.tags")
         doc_id = item.get("doc_id")
         if doc_id is not None:
-            check_fact_id(doc_id, f"{where}.doc_id")
+            valid(FACT_ID, doc_id, f"{where}.doc_id")
         made_by = item.get("embedding")
         if made_by is not None and not isinstance(made_by, str):
             raise InvalidInput(f"{where}.embedding", "must be the name of the model that made the vector")

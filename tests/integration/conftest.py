@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from kb_mcp.config import Settings
-from kb_mcp.embeddings import OnnxMiniLMEmbedding
+from kb_mcp.embeddings.onnx import OnnxMiniLMEmbedding
 from kb_mcp.store import KnowledgeStore
 from tests.support.redis import RedisServer, free_port
 from tests.support.topology import LocalCluster, LocalSentinel, owner_client, running

@@ -25,8 +25,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kb_mcp.config import Settings
-from kb_mcp.frame import StateHolder
-from kb_mcp.server import build_server
+from kb_mcp.server.app import build_server
+from kb_mcp.server.call import StateHolder
 from tests.support.redis import free_port
 
 KB_MCP = str(Path(sys.executable).with_name("kb-mcp"))

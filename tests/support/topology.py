@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
-from kb_mcp.redis_url import parse_redis_url
+from kb_mcp.connection.url import parse_redis_url
 from tests.support.redis import REDIS_SCRIPT, free_port_run
 
 T = TypeVar("T")

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from kb_mcp.config import Timeouts
+from kb_mcp.deadlines import WATCHDOG_TICK_S, bounded, call_deadline
 from kb_mcp.errors import OperationTimeout
-from kb_mcp.timeouts import WATCHDOG_TICK_S, bounded, call_deadline
 
 pytestmark = pytest.mark.anyio
 FAST = Timeouts(redis_s=0.05, file_s=0.08, index_s=0.11)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
+from kb_mcp.cli.settings_doc import markdown
 from kb_mcp.config import Settings, describe_validation_error
 
 
@@ -50,3 +53,13 @@ def test_a_copy_derives_its_url_and_timeouts_again() -> None:
     assert (settings.redis_target.nodes, settings.timeouts.redis_s) == ((("a", 1),), 1.0)
     copy = settings.model_copy(update={"redis_url": "redis+cluster://b:2", "timeout_redis": 3.0})
     assert (copy.redis_target.mode, copy.redis_target.nodes, copy.timeouts.redis_s) == ("cluster", (("b", 2),), 3.0)
+
+
+def test_the_configuration_page_is_generated_from_the_settings() -> None:
+    """docs/configuration.md lists every setting with its default and description; regenerate it on a change:
+    python -m kb_mcp.cli.settings_doc > docs/configuration.md"""
+    page = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert page.read_text(encoding="utf-8") == markdown()
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"KB_{name.upper()} has no description"
+        assert f"`KB_{name.upper()}`" in page.read_text(encoding="utf-8")

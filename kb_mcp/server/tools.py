@@ -1,0 +1,244 @@
+"""The MCP tools and their result models, nothing else: argument shapes (the schema an agent reads, built from the
+field rules in `facts`), one store call inside `tool_call`, and the result."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel, ConfigDict, Field
+
+from kb_mcp.errors import InvalidInput
+from kb_mcp.facts.models import Fact, Scalar, ScoredFact, StoredFact
+from kb_mcp.facts.rules import (
+    MAX_BATCH,
+    Content,
+    Cursor,
+    FactId,
+    Limit,
+    Metadata,
+    MinScore,
+    Mode,
+    Query,
+    TagFilter,
+    Tags,
+    Timestamp,
+    TopK,
+    TtlSeconds,
+)
+from kb_mcp.server.call import AppState, tool_call
+from kb_mcp.server.results import Fitted, fit
+from kb_mcp.store import StoreStats
+
+
+def lean_schema(schema: dict[str, Any]) -> None:
+    """Output schemas in their plainest JSON Schema form: an `anyOf` of bare types becomes one `type` list
+    (`{"type": ["string", "null"]}`). Same meaning, but a client that validates every result against the schema (the
+    Python SDK does, with jsonschema) checks it in one step instead of one sub-schema per branch."""
+    for value in list(schema.values()):
+        if isinstance(value, dict):
+            lean_schema(value)
+    options = schema.get("anyOf")
+    if isinstance(options, list) and options and all(isinstance(o, dict) and set(o) == {"type"} for o in options):
+        del schema["anyOf"]
+        schema["type"] = [o["type"] for o in options]
+
+
+class LeanSchema(BaseModel):
+    """A result model whose JSON Schema is made lean (see `lean_schema`)."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: lean_schema(schema))
+
+
+class SimilarOut(LeanSchema):
+    fact_id: str
+    similarity: float
+
+
+class StoreFactResult(LeanSchema):
+    fact_id: str
+    created: bool = Field(description="False when an existing fact was updated or identical content already existed")
+    created_at: str
+    updated_at: str
+    expires_at: str | None = Field(default=None, description="When the fact will be forgotten (ttl_s); null: never")
+    similar: list[SimilarOut] = Field(default_factory=list, description=(
+        "Up to 3 OTHER facts that say nearly the same (similarity >= 0.85): if one is the same fact in other words, "
+        "store with its fact_id to update it instead of keeping both"))
+
+
+class StoreFactsResult(LeanSchema):
+    results: list[StoreFactResult] = Field(description="One per input fact, in input order")
+
+
+class FactIn(BaseModel):
+    """One fact of a store_facts batch: the same fields as store_fact."""
+
+    content: Content
+    metadata: Metadata = {}
+    tags: Tags = []
+    fact_id: FactId | None = None
+    ttl_s: TtlSeconds = None
+
+
+class FactOut(LeanSchema):
+    fact_id: str
+    content: str
+    metadata: dict[str, Scalar]
+    tags: list[str]
+    created_at: str
+    updated_at: str
+    expires_at: str | None = None
+    truncated: bool = Field(default=False, description="The content was cut to fit the response budget")
+    content_chars: int | None = Field(default=None, description="The full content length when truncated; fetch "
+                                                                "the fact by fact_id for all of it")
+
+
+class GetFactResult(LeanSchema):
+    facts: list[FactOut]
+    next_cursor: str | None = Field(default=None, description="Pass as cursor to get the next page; null at the end")
+
+
+class SearchHit(LeanSchema):
+    fact_id: str
+    content: str
+    metadata: dict[str, Scalar]
+    tags: list[str]
+    score: float = Field(description="What the results are ranked by, higher is better: hybrid = a blend of "
+                                     "similarity and keyword relevance; vector = similarity; keyword = BM25")
+    similarity: float = Field(description="Cosine similarity to the query, -1..1 (1.0 = same meaning), in every "
+                                          "mode; min_score filters on it")
+    expires_at: str | None = None
+    truncated: bool = Field(default=False, description="The content was cut to fit the response budget")
+    content_chars: int | None = Field(default=None, description="The full content length when truncated")
+
+
+class SearchResult(LeanSchema):
+    results: list[SearchHit]
+
+
+class DeleteResult(LeanSchema):
+    fact_id: str
+    deleted: bool = Field(description="False when there was no such fact (deleting is idempotent)")
+
+
+def _iso(ts: Any) -> str:
+    return str(ts.isoformat().replace("+00:00", "Z"))
+
+
+def _iso_or_none(ts: Any) -> str | None:
+    return None if ts is None else _iso(ts)
+
+
+def _fact_out(fact: Fact, fitted: Fitted | None = None) -> FactOut:
+    return FactOut(fact_id=fact.fact_id, content=fitted.content if fitted else fact.content, metadata=fact.metadata,
+                   tags=fact.tags, created_at=_iso(fact.created_at), updated_at=_iso(fact.updated_at),
+                   expires_at=_iso_or_none(fact.expires_at), truncated=bool(fitted and fitted.truncated),
+                   content_chars=fitted.content_chars if fitted and fitted.truncated else None)
+
+
+def _stored_out(saved: StoredFact) -> StoreFactResult:
+    return StoreFactResult(fact_id=saved.fact_id, created=saved.created, created_at=_iso(saved.created_at),
+                           updated_at=_iso(saved.updated_at), expires_at=_iso_or_none(saved.expires_at),
+                           similar=[SimilarOut(fact_id=s.fact_id, similarity=s.similarity) for s in saved.similar])
+
+
+async def store_fact(
+    content: Content,
+    ctx: Context[AppState, Any],
+    metadata: Metadata = {},  # noqa: B006 - pydantic copies defaults per call; the schema shows {}
+    tags: Tags = [],  # noqa: B006
+    fact_id: FactId | None = None,
+    ttl_s: TtlSeconds = None,
+) -> StoreFactResult:
+    """Save a fact to long-term memory. With fact_id, creates or replaces that fact (created_at is kept): use a
+    stable id like 'user.timezone' for facts that change. Without fact_id, an id is assigned, and storing the same
+    content again (ignoring whitespace) returns the existing fact instead of a duplicate, adding any new tags and
+    metadata to it. The result lists `similar` facts: if one says the same thing, update it (store with its
+    fact_id) rather than piling up paraphrases. ttl_s forgets facts that stop being true."""
+    async with tool_call(ctx, "store_fact", write=True) as store:
+        saved: StoredFact = await store.store_fact(content, metadata=metadata, tags=tags, fact_id=fact_id,
+                                                   ttl_s=ttl_s)
+    return _stored_out(saved)
+
+
+async def store_facts(
+    facts: Annotated[list[FactIn], Field(min_length=1, max_length=MAX_BATCH,
+                                         description="1-100 facts, each like store_fact's arguments")],
+    ctx: Context[AppState, Any],
+) -> StoreFactsResult:
+    """Save several facts in one call (1-100): far cheaper than one store_fact per fact. Every fact is checked
+    first: one invalid fact is an error naming it (facts[3].tags[0]) and nothing is stored. Same rules as
+    store_fact (upsert by fact_id, dedup without one, ttl_s, similar)."""
+    async with tool_call(ctx, "store_facts", write=True) as store:
+        saved = await store.store_facts([item.model_dump() for item in facts])
+    return StoreFactsResult(results=[_stored_out(s) for s in saved])
+
+
+async def get_fact(
+    ctx: Context[AppState, Any],
+    fact_id: FactId | None = None,
+    query: Annotated[Query | None, Field(description="Words that must all appear in the fact (exact keyword match, "
+                                                     "not meaning: use semantic_search for that)")] = None,
+    tags: TagFilter = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+    created_after: Timestamp = None,
+    created_before: Timestamp = None,
+) -> GetFactResult:
+    """Read facts exactly. With fact_id: that one fact (an error if it does not exist). With query: facts containing
+    all the query's words. With neither: the newest facts first. Optional tags narrow the result; results come in
+    pages of `limit`, continue with next_cursor; created_after/created_before keep facts created in that range.
+    Long listings are cut to a response budget (truncated: true); a fact fetched by id always comes whole."""
+    async with tool_call(ctx, "get_fact") as store:
+        if fact_id is not None:
+            if any(v is not None for v in (query, cursor, tags, created_after, created_before)):
+                raise InvalidInput("fact_id", "give fact_id alone, or query/tags/cursor/created_* without fact_id")
+            fact = await store.get_fact(fact_id)
+            return GetFactResult(facts=[_fact_out(fact)])
+        page = await store.list_facts(query=query, tags=tags, limit=limit, cursor=cursor,
+                                      created_after=created_after, created_before=created_before)
+        budget = store.settings.max_response_chars
+    fitted = fit([f.content for f in page.facts], budget)
+    return GetFactResult(facts=[_fact_out(f, fi) for f, fi in zip(page.facts, fitted, strict=False)],
+                         next_cursor=page.next_cursor)
+
+
+async def semantic_search(
+    query: Annotated[Query, Field(description="What you are looking for, in natural language")],
+    ctx: Context[AppState, Any],
+    top_k: TopK = 5,
+    tags: TagFilter = None,
+    min_score: MinScore = None,
+    mode: Mode = "hybrid",
+    created_after: Timestamp = None,
+    created_before: Timestamp = None,
+) -> SearchResult:
+    """Find facts by meaning, best first, even when they share no words with the query; names and rare words in
+    the query count too (hybrid: vector similarity fused with keyword relevance). Use this to recall what is known
+    about a topic before answering or before storing a possibly duplicate fact. created_after/created_before keep
+    facts created in that range. Long results are cut to a response budget (truncated: true; get_fact by fact_id
+    returns a whole fact)."""
+    async with tool_call(ctx, "semantic_search") as store:
+        hits: list[ScoredFact] = await store.semantic_search(query, top_k=top_k, tags=tags, min_score=min_score,
+                                                             mode=mode, created_after=created_after,
+                                                             created_before=created_before)
+        budget = store.settings.max_response_chars
+    return SearchResult(results=[
+        SearchHit(fact_id=h.fact_id, content=fi.content, metadata=h.metadata, tags=h.tags, score=h.score,
+                  similarity=h.similarity, expires_at=_iso_or_none(h.expires_at), truncated=fi.truncated,
+                  content_chars=fi.content_chars if fi.truncated else None)
+        for h, fi in zip(hits, fit([h.content for h in hits], budget), strict=False)])
+
+
+async def delete_fact(fact_id: FactId, ctx: Context[AppState, Any]) -> DeleteResult:
+    """Delete a fact by id, e.g. when it is wrong or the user asks to forget it. Deleting a missing fact is not an
+    error (deleted: false)."""
+    async with tool_call(ctx, "delete_fact", write=True) as store:
+        deleted = await store.delete_fact(fact_id)
+    return DeleteResult(fact_id=fact_id, deleted=deleted)
+
+
+async def kb_stats(ctx: Context[AppState, Any]) -> StoreStats:
+    """Health and size of the knowledge base: number of facts, index state, Redis memory and connection state."""
+    async with tool_call(ctx, "kb_stats") as store:
+        return await store.stats()

@@ -1,0 +1,201 @@
+"""semantic_search in its three modes: by meaning (KNN over the RedisVectorStore's index), by words (BM25STD over
+the facts' stems, `terms`) and hybrid (both, fused in `fusion`).
+
+Hybrid asks the full text for KB_HYBRID_CANDIDATES facts while the model embeds the query, each hit with its stored
+vector, so every candidate's cosine similarity is known without a round trip and `similarity` (and `min_score`) mean
+the same in every mode; then the KNN for the `top_k` nearest, its hits whole. Winners only the full text found are
+read in one pipelined HMGET.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+from typing import Any
+
+import numpy as np
+from redis.asyncio.client import Pipeline
+
+from kb_mcp.connection.topology import RedisClient
+from kb_mcp.facts import rules
+from kb_mcp.facts.models import ScoredFact, SimilarFact
+from kb_mcp.facts.rules import MIN_SCORE, MODE, QUERY, TOP_K, SearchMode, valid
+from kb_mcp.store.context import StoreContext
+from kb_mcp.store.index import SearchIndex
+from kb_mcp.store.records import decode_metadata, expires_from, split_tags
+from kb_mcp.store.replies import as_text
+from kb_mcp.store.search.commands import (
+    DISTANCE_FIELD,
+    EXPIRES,
+    HIT_FIELDS,
+    META,
+    SEARCH_DEADLINE,
+    STEMS,
+    TAGS,
+    TEXT,
+    VECTOR,
+    Filters,
+    knn_command,
+    reply_rows,
+    text_command,
+)
+from kb_mcp.store.search.fusion import Candidate, Ranked, fuse, linear, merge, ranked, rrf
+from kb_mcp.store.search.terms import Held, query_stems
+
+
+class Searcher:
+    """semantic_search in its three modes for one namespace."""
+
+    def __init__(self, ctx: StoreContext, index: SearchIndex) -> None:
+        self._ctx = ctx
+        self._index = index
+
+    async def search(self, query: str, top_k: int = 5, tags: list[str] | None = None,
+                     min_score: float | None = None, mode: SearchMode = "hybrid", created_after: str | None = None,
+                     created_before: str | None = None) -> list[ScoredFact]:
+        """Best first (equal scores in fact-id order); `min_score` keeps hits whose cosine similarity is at least
+        that, in every mode. Tags and the creation-time range filter both sides inside RediSearch."""
+        valid(QUERY, query, "query")
+        top_k = valid(TOP_K, top_k, "top_k")
+        filters: Filters = (rules.tags(tags), *rules.time_range(created_after, created_before))
+        min_score = valid(MIN_SCORE, min_score, "min_score")
+        mode = valid(MODE, mode, "mode")
+        if mode == "hybrid":
+            return await self._hybrid(query, top_k, filters, min_score)
+        if mode == "vector":
+            vector = (await self._ctx.embed_query(query)).vector
+            knn = knn_command(self._index.name, vector, top_k, filters, whole=True)
+            raw = await self._one_search("vector search", knn)
+            rows = raw_vector_hits(self._ctx, raw)
+            return _hits(ranked((c, c.similarity or 0.0) for c, _ in rows), _by_id(rows), top_k, min_score)
+        command = text_command(self._index.name, query_stems(query), top_k, filters, whole=True)
+        asked, raw = await asyncio.gather(self._ctx.embed_query(query),
+                                          self._one_search("keyword search", command) if command else _nothing())
+        rows = self._keyword_rows(raw)
+        _similarities([c for c, _ in rows], asked.vector)
+        return _hits(ranked((c, c.bm25 or 0.0) for c, _ in rows), _by_id(rows), top_k, min_score)
+
+    async def similar(self, vector: np.ndarray[Any, Any], exclude: str, threshold: float,
+                      limit: int = 3) -> list[SimilarFact]:
+        """Up to `limit` facts other than `exclude` whose similarity to `vector` is at least `threshold`."""
+        command = knn_command(self._index.name, vector, limit + 1, ([], None, None))
+        raw = await self._one_search("vector search", command)
+        near = [c for c, _ in raw_vector_hits(self._ctx, raw)]
+        return [SimilarFact(fact_id=c.fact_id, similarity=round(c.similarity or 0.0, 6)) for c in near
+                if c.fact_id != exclude and (c.similarity or 0.0) >= threshold][:limit]
+
+    async def _hybrid(self, query: str, top_k: int, filters: Filters, min_score: float | None) -> list[ScoredFact]:
+        """The full text is sent first and runs while the model embeds the query (it needs no vector); its hits
+        come back with their vectors and stems, so every candidate's similarity is known when the KNN's answer
+        comes."""
+        settings = self._ctx.settings
+        depth = max(top_k, settings.hybrid_candidates)
+        # Linear fusion needs no more than the top_k nearest: a fact further down by meaning that the full text did
+        # not return either scores below each of them (its similarity is lower, its BM25 at most theirs).
+        nearest = depth if settings.hybrid_fusion == "rrf" else top_k
+        stems = query_stems(query)
+        text = text_command(self._index.name, stems, depth, filters)
+        # Its hits are parsed (and the stems they hold found) as soon as they come, while the model still runs.
+        words = asyncio.ensure_future(self._keyword_hits(text, stems))
+        try:
+            asked = await self._ctx.embed_query(query)
+            knn = await self._one_search("vector search", knn_command(self._index.name, asked.vector, nearest, filters,
+                                                                             whole=True))
+        except BaseException:
+            words.cancel()  # the error the caller gets is this side's, and no full-text reply is left unread
+            with suppress(BaseException):
+                await words
+            raise
+        by_words = await words
+        by_vector = raw_vector_hits(self._ctx, knn)
+        _similarities([c for c, _ in by_words], asked.vector)
+        fields = _by_id(by_vector)
+        cands = merge([c for c, _ in by_vector], [c for c, _ in by_words])
+        if min_score is not None:
+            cands = [c for c in cands if c.similarity is not None and c.similarity >= min_score]
+        score = (rrf(cands) if settings.hybrid_fusion == "rrf"
+                 else linear(cands, settings.hybrid_vector_weight, len(by_words) == depth, settings.hybrid_full_bm25))
+        fused = fuse(cands, score)
+        fields.update(await self._read_hits([c.fact_id for c, _ in fused[:top_k] if c.fact_id not in fields]))
+        return _hits(fused, fields, top_k, None)
+
+    async def _keyword_hits(self, command: list[Any] | None, stems: list[str]
+                            ) -> list[tuple[Candidate, dict[bytes, Any]]]:
+        """The full text's candidates for hybrid, each with the query stems it holds."""
+        return self._keyword_rows(await self._one_search("keyword search", command) if command else None, stems)
+
+    async def _read_hits(self, fact_ids: list[str]) -> dict[str, dict[bytes, Any]]:
+        """The returned fields of winners only the full text found (one pipelined HMGET); a fact deleted meanwhile
+        is left out."""
+        if not fact_ids:
+            return {}
+
+        def add(pipe: Pipeline) -> None:
+            for fact_id in fact_ids:
+                pipe.hmget(self._ctx.keyspace.key(fact_id), list(HIT_FIELDS))
+
+        rows = await self._ctx.pipeline("read hits", add, SEARCH_DEADLINE)
+        return {fact_id: dict(zip((TEXT, TAGS, META, EXPIRES), row, strict=True))
+                for fact_id, row in zip(fact_ids, rows, strict=True) if row[0] is not None}
+
+    async def _one_search(self, op: str, command: list[Any]) -> Any:
+        """One FT.SEARCH under the search deadline, once the index exists."""
+
+        async def send(r: RedisClient) -> Any:
+            return await r.execute_command(*command)
+
+        return await self._index.run(lambda: self._ctx.redis(op, send, SEARCH_DEADLINE))
+
+    def _keyword_rows(self, raw: Any, asked: list[str] | None = None) -> list[tuple[Candidate, dict[bytes, Any]]]:
+        """A full-text reply as candidates; with the query's stems `asked`, each with those it holds."""
+        out: list[tuple[Candidate, dict[bytes, Any]]] = []
+        holds = Held(asked or [])
+        for key, score, fields in reply_rows(raw, scores=True) if raw is not None else []:
+            out.append((Candidate(self._ctx.keyspace.fact_id(key), bm25=score, vector=fields.get(VECTOR),
+                                  keyword_rank=len(out) + 1, held=holds(fields.get(STEMS))), fields))
+        return out
+
+
+def raw_vector_hits(ctx: StoreContext, raw: Any) -> list[tuple[Candidate, dict[bytes, Any]]]:
+    """A KNN reply as candidates (similarity = 1 - cosine distance) with the fields it returned."""
+    out: list[tuple[Candidate, dict[bytes, Any]]] = []
+    for key, _, fields in reply_rows(raw, scores=False):
+        out.append((Candidate(ctx.keyspace.fact_id(key), similarity=1.0 - float(fields.get(DISTANCE_FIELD, b"1")),
+                              vector_rank=len(out) + 1), fields))
+    return out
+
+
+def _hits(scored: Ranked, fields: dict[str, dict[bytes, Any]], top_k: int, min_score: float | None
+          ) -> list[ScoredFact]:
+    hits = []
+    for cand, score in scored:
+        similarity = cand.similarity if cand.similarity is not None else 0.0
+        found = fields.get(cand.fact_id)
+        if found is None or (min_score is not None and similarity < min_score):
+            continue
+        hits.append(ScoredFact(fact_id=cand.fact_id, content=as_text(found.get(TEXT)),
+                               metadata=decode_metadata(found.get(META)), tags=split_tags(found.get(TAGS)),
+                               score=round(float(score), 6), similarity=round(similarity, 6),
+                               expires_at=expires_from(found.get(EXPIRES))))
+        if len(hits) == top_k:
+            break
+    return hits
+
+
+def _by_id(rows: list[tuple[Candidate, dict[bytes, Any]]]) -> dict[str, dict[bytes, Any]]:
+    return {c.fact_id: fields for c, fields in rows}
+
+
+def _similarities(cands: list[Candidate], query: np.ndarray[Any, Any]) -> None:
+    """Each candidate's cosine similarity from the stored vector the full text returned (unit length: one matrix
+    product for all); one without a vector of the query's size keeps None."""
+    q = np.asarray(query, dtype=np.float32)
+    pairs = [(c, c.vector) for c in cands if c.vector and len(c.vector) == 4 * len(q)]
+    if pairs:
+        stacked = np.frombuffer(b"".join(v for _, v in pairs), dtype=np.float32).reshape(len(pairs), -1)
+        for (cand, _), similarity in zip(pairs, (stacked @ q).tolist(), strict=True):
+            cand.similarity = similarity
+
+
+async def _nothing() -> None:
+    return None
