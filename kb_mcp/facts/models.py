@@ -45,6 +45,12 @@ class StoredFact(BaseModel):
     similar: list[SimilarFact] = Field(default_factory=list)
 
 
+class UpdatedFact(StoredFact):
+    """The outcome of `update_fact`: `re_embedded` is true when the content changed and got a new vector."""
+
+    re_embedded: bool = False
+
+
 class ScoredFact(FactContent):
     """A search hit: `score` is what it was ranked by (higher is better; see SearchMode), `similarity` its cosine
     similarity to the query in [-1, 1] whatever the mode."""

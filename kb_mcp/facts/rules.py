@@ -95,6 +95,12 @@ def _metadata_shape(metadata: dict[str, Scalar]) -> dict[str, Scalar]:
     return metadata
 
 
+def _ttl_update(value: int | None) -> int | None:
+    if value is not None and 0 < value < TTL_MIN_S:
+        raise _broken(f"must be 0 (permanent) or at least {TTL_MIN_S} seconds (got {value})")
+    return value
+
+
 def _iso_time(value: str | None) -> str | None:
     if value is not None:
         try:
@@ -137,6 +143,9 @@ Timestamp = Annotated[str | None, Field(max_length=64, description=(
 TtlSeconds = Annotated[int | None, Field(ge=TTL_MIN_S, le=TTL_MAX_S, description=(
     "Forget the fact after this many seconds, for facts that stop being true (e.g. 'in a meeting until 3 pm': "
     "ttl_s=3600). Omit it for a permanent fact; storing the fact again without ttl_s makes it permanent."))]
+TtlUpdate = Annotated[int | None, Field(ge=0, le=TTL_MAX_S, description=(
+    f"A new time to live in seconds ({TTL_MIN_S} s to 10 years), or 0 to make the fact permanent; omit it to keep "
+    "the fact's expiry as it is.")), AfterValidator(_ttl_update)]
 Cursor = Annotated[str | None, Field(max_length=CURSOR_MAX_CHARS, description="next_cursor of the previous page")]
 
 # The same types as validators for the store (strict: a Python caller gets no silent conversion).
@@ -151,6 +160,7 @@ MIN_SCORE: TypeAdapter[float | None] = TypeAdapter(MinScore)
 MODE: TypeAdapter[SearchMode] = TypeAdapter(Mode)
 TIMESTAMP: TypeAdapter[str | None] = TypeAdapter(Timestamp)
 TTL: TypeAdapter[int | None] = TypeAdapter(TtlSeconds)
+TTL_UPDATE: TypeAdapter[int | None] = TypeAdapter(TtlUpdate)
 
 
 def valid(adapter: TypeAdapter[T], value: Any, field: str, *, max_fact_chars: int | None = None) -> T:

@@ -27,7 +27,15 @@ from kb_mcp.server.auth import StaticTokenVerifier, Tenant, load_tokens
 from kb_mcp.server.call import AppState, StateHolder
 from kb_mcp.server.metrics import Metrics
 from kb_mcp.server.resources import FACT_URI, STATS_URI, fact_resource, read_stats
-from kb_mcp.server.tools import delete_fact, get_fact, kb_stats, semantic_search, store_fact, store_facts
+from kb_mcp.server.tools import (
+    delete_fact,
+    get_fact,
+    kb_stats,
+    semantic_search,
+    store_fact,
+    store_facts,
+    update_fact,
+)
 from kb_mcp.store import Backend
 
 INSTRUCTIONS = """\
@@ -58,6 +66,7 @@ READ_TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = [
 WRITE_TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = [
     (store_fact, _writer("Store a fact", destructive=False)),
     (store_facts, _writer("Store several facts", destructive=False)),
+    (update_fact, _writer("Update a fact", destructive=False)),
     (delete_fact, _writer("Delete a fact", destructive=True)),
 ]
 

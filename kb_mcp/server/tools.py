@@ -25,6 +25,7 @@ from kb_mcp.facts.rules import (
     Timestamp,
     TopK,
     TtlSeconds,
+    TtlUpdate,
 )
 from kb_mcp.server.call import AppState, tool_call
 from kb_mcp.server.results import Fitted, fit
@@ -64,6 +65,10 @@ class StoreFactResult(LeanSchema):
     similar: list[SimilarOut] = Field(default_factory=list, description=(
         "Up to 3 OTHER facts that say nearly the same (similarity >= 0.85): if one is the same fact in other words, "
         "store with its fact_id to update it instead of keeping both"))
+
+
+class UpdateFactResult(StoreFactResult):
+    re_embedded: bool = Field(description="True when the content changed and was embedded again")
 
 
 class StoreFactsResult(LeanSchema):
@@ -159,6 +164,23 @@ async def store_fact(
         saved: StoredFact = await store.store_fact(content, metadata=metadata, tags=tags, fact_id=fact_id,
                                                    ttl_s=ttl_s)
     return _stored_out(saved)
+
+
+async def update_fact(
+    fact_id: FactId,
+    ctx: Context[AppState, Any],
+    content: Annotated[Content | None, Field(description="New content; omit to keep it")] = None,
+    tags: Annotated[Tags | None, Field(description="New tags, replacing the old ones; omit to keep them")] = None,
+    metadata: Annotated[Metadata | None, Field(description="New metadata, replacing the old; omit to keep it")] = None,
+    ttl_s: TtlUpdate = None,
+) -> UpdateFactResult:
+    """Change an existing fact without sending it again: only the fields given change (tags and metadata given
+    replace the old ones), created_at is kept, and the fact is embedded again only when its content changes. ttl_s=0
+    makes it permanent. An unknown fact_id is an error and nothing is created."""
+    async with tool_call(ctx, "update_fact", write=True) as store:
+        saved = await store.update_fact(fact_id, content=content, tags=tags, metadata=metadata, ttl_s=ttl_s)
+    out = _stored_out(saved)
+    return UpdateFactResult(**out.model_dump(), re_embedded=saved.re_embedded)
 
 
 async def store_facts(

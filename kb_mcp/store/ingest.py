@@ -13,8 +13,8 @@ import numpy as np
 from kb_mcp.errors import InvalidInput
 from kb_mcp.facts import rules
 from kb_mcp.facts.identity import content_hash, derived_id
-from kb_mcp.facts.models import Fact, Scalar, SimilarFact, StoredFact
-from kb_mcp.facts.rules import CONTENT, FACT_ID, MAX_BATCH, TTL, valid
+from kb_mcp.facts.models import Fact, Scalar, SimilarFact, StoredFact, UpdatedFact
+from kb_mcp.facts.rules import CONTENT, FACT_ID, MAX_BATCH, TTL, TTL_UPDATE, valid
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.listing import Reader
@@ -74,6 +74,38 @@ class Ingest:
                 raise InvalidInput(f"facts[{i}]", "must be an object with content (and metadata, tags, fact_id, ttl_s)")
             prepared.append(self._prepare(item, f"facts[{i}]."))
         return await self._store(prepared)
+
+    async def update_fact(self, fact_id: str, content: str | None = None, tags: list[str] | None = None,
+                          metadata: dict[str, Scalar] | None = None, ttl_s: int | None = None) -> UpdatedFact:
+        """Change only the fields given (None keeps a field; tags and metadata given replace the old ones; ttl_s 0
+        makes the fact permanent). The model runs only when the content changes; created_at is kept; an unknown id
+        is NotFound and nothing is created."""
+        fact_id = valid(FACT_ID, fact_id, "fact_id")
+        text = None if content is None else valid(CONTENT, content, "content",
+                                                  max_fact_chars=self._ctx.settings.max_fact_chars)
+        new_tags = None if tags is None else rules.tags(tags)
+        new_meta = None if metadata is None else rules.metadata(metadata)
+        ttl = valid(TTL_UPDATE, ttl_s, "ttl_s")
+        await self._index.ready()
+        old = await self._reader.get_fact(fact_id)
+        text = old.content if text is None else text
+        re_embed = text != old.content
+        vector = (await self._ctx.embed([text], "embed fact"))[0] if re_embed else None
+        stored = vector_bytes(vector) if vector is not None else await self._reader.get_vector(fact_id)
+        now_s = time.time()
+        now = format_ts(now_s)
+        expires_s = (old.expires_at.timestamp() if old.expires_at else None) if ttl is None else \
+            (now_s + ttl if ttl else None)
+        expires = format_ts(expires_s) if expires_s else None
+        record = build_record(fact_id, text, old.metadata if new_meta is None else new_meta,
+                              old.tags if new_tags is None else new_tags, stored, updated_at=now, doc_id=old.doc_id,
+                              expires_at=expires)
+        put, similar = await asyncio.gather(
+            self._writer.put(fact_id, record, "upsert", now, content_hash(text)),
+            self._similar({0: (vector, fact_id)} if vector is not None else {}))
+        return UpdatedFact(fact_id=fact_id, created=False, created_at=to_datetime(put.created_at),
+                           updated_at=to_datetime(now), expires_at=to_datetime(expires) if expires else None,
+                           similar=similar.get(0, []), re_embedded=re_embed)
 
     def _prepare(self, item: dict[str, Any], where: str) -> Incoming:
         content = valid(CONTENT, item.get("content"), f"{where}content",

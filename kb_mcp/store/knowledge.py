@@ -21,7 +21,7 @@ from kb_mcp.deadlines import Observer, no_observer
 from kb_mcp.embeddings.base import KbEmbedding
 from kb_mcp.embeddings.cache import QueryCache
 from kb_mcp.embeddings.factory import build_embedding
-from kb_mcp.facts.models import Fact, FactPage, Scalar, ScoredFact, StoredFact
+from kb_mcp.facts.models import Fact, FactPage, Scalar, ScoredFact, StoredFact, UpdatedFact
 from kb_mcp.facts.rules import FACT_ID, SearchMode, valid
 from kb_mcp.store.admin import Admin, StoreStats
 from kb_mcp.store.context import StoreContext
@@ -137,6 +137,11 @@ class KnowledgeStore:
                          tags: list[str] | None = None, fact_id: str | None = None,
                          ttl_s: int | None = None) -> StoredFact:
         return await self._ingest.store_fact(content, metadata=metadata, tags=tags, fact_id=fact_id, ttl_s=ttl_s)
+
+    async def update_fact(self, fact_id: str, content: str | None = None, tags: list[str] | None = None,
+                          metadata: dict[str, Scalar] | None = None, ttl_s: int | None = None) -> UpdatedFact:
+        """Change only the given fields of an existing fact (the model runs only for new content)."""
+        return await self._ingest.update_fact(fact_id, content=content, tags=tags, metadata=metadata, ttl_s=ttl_s)
 
     async def store_facts(self, items: list[dict[str, Any]]) -> list[StoredFact]:
         """Up to 100 facts, all checked first (nothing stored if one is invalid); one embedding batch, one write."""

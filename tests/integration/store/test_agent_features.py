@@ -49,6 +49,54 @@ async def test_store_facts_is_all_or_nothing_and_in_order(settings: Settings, em
         assert stats.structured_content and stats.structured_content["facts"] == 101
 
 
+async def test_update_fact_changes_only_what_it_is_given(settings: Settings, embedding: Any,
+                                                         raw_redis: aioredis.Redis) -> None:
+    key = f"{{{settings.namespace}}}:fact:pref.editor"
+    async with in_process(settings, embedding) as (client, _):
+        first = await client.call_tool("store_fact", {"content": "Sam edits code in Vim.", "fact_id": "pref.editor",
+                                                      "tags": ["prefs"], "metadata": {"source": "chat"}})
+        assert first.structured_content
+        vector = await raw_redis.hget(key, "vector")
+
+        retagged = await client.call_tool("update_fact", {"fact_id": "pref.editor", "tags": ["Tools", "prefs"],
+                                                          "ttl_s": 3600})
+        out = retagged.structured_content
+        assert out and not retagged.is_error and out["re_embedded"] is False and out["created"] is False
+        assert out["created_at"] == first.structured_content["created_at"] and out["expires_at"]
+        assert await raw_redis.hget(key, "vector") == vector  # no model run: the same bytes
+        assert 3_500_000 < await raw_redis.pttl(key) <= 3_600_000
+        got = facts_of(await client.call_tool("get_fact", {"fact_id": "pref.editor"}))[0]
+        assert got["content"] == "Sam edits code in Vim." and got["tags"] == ["tools", "prefs"]
+        assert got["metadata"] == {"source": "chat"}  # not given: kept
+
+        rewritten = await client.call_tool("update_fact", {"fact_id": "pref.editor", "ttl_s": 0,
+                                                           "content": "Sam moved from Vim to Helix last spring."})
+        assert rewritten.structured_content and rewritten.structured_content["re_embedded"] is True
+        assert rewritten.structured_content["expires_at"] is None and await raw_redis.pttl(key) == -1
+        assert await raw_redis.hget(key, "vector") != vector
+        hits = (await client.call_tool("semantic_search", {"query": "which editor does Sam use now?",
+                                                           "mode": "vector", "top_k": 1})).structured_content
+        assert hits and hits["results"][0]["fact_id"] == "pref.editor"
+        assert "Helix" in hits["results"][0]["content"]
+        # The dedup pointer followed the content: the old text stored without an id is a new fact now.
+        old = await client.call_tool("store_fact", {"content": "Sam edits code in Vim."})
+        assert old.structured_content and old.structured_content["created"]
+        again = await client.call_tool("store_fact", {"content": "Sam moved from Vim to Helix last spring."})
+        assert again.structured_content and again.structured_content["fact_id"] == "pref.editor"
+
+        before = await raw_redis.dbsize()
+        for args, says in [({"fact_id": "no.such"}, "fact not found"),
+                           ({"fact_id": "pref.editor", "ttl_s": 30}, "ttl_s must be 0 (permanent) or at least 60"),
+                           ({"fact_id": "pref.editor", "content": "   "}, "content must not be empty"),
+                           ({"fact_id": "pref.editor", "tags": ["bad tag"]}, "tags[0] 'bad tag' is not valid")]:
+            refused = await client.call_tool("update_fact", args)
+            assert refused.is_error and says in text(refused), text(refused)
+        assert await raw_redis.dbsize() == before
+        assert not await raw_redis.exists(f"{{{settings.namespace}}}:fact:no.such")
+        unchanged = facts_of(await client.call_tool("get_fact", {"fact_id": "pref.editor"}))[0]
+        assert unchanged["tags"] == ["tools", "prefs"] and "Helix" in unchanged["content"]
+
+
 async def test_expiring_facts_disappear_from_every_read(settings: Settings, embedding: Any,
                                                         raw_redis: aioredis.Redis) -> None:
     async with in_process(settings, embedding) as (client, _):
