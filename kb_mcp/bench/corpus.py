@@ -4,7 +4,9 @@ query (different wording, same meaning) so recall can be measured. Same seed, sa
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 PEOPLE = ["Ada", "Bruno", "Chen", "Dalia", "Emeka", "Farah", "Goran", "Hana", "Ivan", "Jia", "Kofi", "Lena", "Mateo",
           "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tariq", "Uma", "Viktor", "Wen", "Ximena", "Yusuf", "Zoe"]
@@ -34,68 +36,62 @@ class Item:
     topic: str
 
 
+# Each topic's facts: (what to pick, the fact, the query), picked with the run's seeded random generator; the
+# templates see the subject as {s} and the picked value as {v}.
+Pick = Callable[[random.Random, int], Any]
+Template = tuple[Pick, str, str]
+MONTHS = ["January", "March", "May", "July", "September", "November"]
+PERSON: list[Template] = [
+    (lambda rng, i: rng.choice(CITIES), "{s} lives in {v} and works remotely.", "Which city is {s} based in?"),
+    (lambda rng, i: rng.choice(DRINKS), "{s} always orders a {v} in the morning.",
+     "What does {s} like to drink at breakfast?"),
+    (lambda rng, i: rng.choice(FOODS), "{s} is allergic to {v}.", "What food must {s} avoid?"),
+    (lambda rng, i: rng.choice(HOBBIES), "In their free time {s} {v[0]}.", "{v[1]}"),
+    (lambda rng, i: (rng.choice(MONTHS), rng.randint(1, 28)), "{s}'s birthday is on the {v[1]}th of {v[0]}.",
+     "When was {s} born?"),
+    (lambda rng, i: f"{rng.choice(PEOPLE)} {chr(65 + (i * 7) % 26)}", "{s} reports to {v} on the platform team.",
+     "Who is {s}'s manager?"),
+]
+SYSTEM: list[Template] = [
+    (lambda rng, i: rng.choice(DBS), "The {s} service stores its data in {v}.", "Which database backs {s}?"),
+    (lambda rng, i: rng.choice(DAYS), "Deployments of {s} happen only on {v} mornings.",
+     "On what weekday is {s} released?"),
+    (lambda rng, i: rng.choice([50, 100, 250, 1000]), "The {s} API allows {v} requests per minute per key.",
+     "What is the rate limit of {s}?"),
+    (lambda rng, i: rng.choice(CLOUDS), "{s} runs on {v} in three availability zones.", "Where is {s} hosted?"),
+    (lambda rng, i: rng.choice(PEOPLE), "{v} is the on-call owner for {s} this quarter.",
+     "Who gets paged when {s} breaks?"),
+    (lambda rng, i: rng.choice([1, 6, 12, 24]), "Backups of {s} are taken every {v} hours.",
+     "How often is {s} backed up?"),
+]
+POLICY: list[Template] = [
+    (lambda rng, i: rng.randint(1, 10), "Expense reports for {s} are due by day {v} of the next month.",
+     "What is the deadline for {s} to claim costs?"),
+    (lambda rng, i: (rng.randint(8, 11), rng.choice(["00", "15", "30"])), "{s} holds its stand-up at {v[0]}:{v[1]} "
+     "each day.", "What time is the daily meeting of {s}?"),
+    (lambda rng, i: None, "Laptops issued to {s} must use full-disk encryption.",
+     "Do {s} computers need encrypted drives?"),
+    (lambda rng, i: rng.choice(DAYS), "{s} works from the office on {v}s.", "Which day is {s} on site?"),
+]
+
+
+def _item(rng: random.Random, i: int, subject: str, templates: list[Template], topic: str) -> Item:
+    pick, fact, query = templates[rng.randrange(len(templates))]
+    value = pick(rng, i)
+    return Item(fact.format(s=subject, v=value), query.format(s=subject, v=value).format(p=subject), topic)
+
+
 def _person(rng: random.Random, i: int) -> Item:
-    p = f"{rng.choice(PEOPLE)} {chr(65 + i % 26)}{i % 997}"
-    kind = rng.randrange(6)
-    if kind == 0:
-        city = rng.choice(CITIES)
-        return Item(f"{p} lives in {city} and works remotely.", f"Which city is {p} based in?", "people")
-    if kind == 1:
-        drink = rng.choice(DRINKS)
-        return Item(f"{p} always orders a {drink} in the morning.", f"What does {p} like to drink at breakfast?",
-                    "people")
-    if kind == 2:
-        food = rng.choice(FOODS)
-        return Item(f"{p} is allergic to {food}.", f"What food must {p} avoid?", "people")
-    if kind == 3:
-        hobby, q = rng.choice(HOBBIES)
-        return Item(f"In their free time {p} {hobby}.", q.format(p=p), "people")
-    if kind == 4:
-        month = rng.choice(["January", "March", "May", "July", "September", "November"])
-        return Item(f"{p}'s birthday is on the {rng.randint(1, 28)}th of {month}.", f"When was {p} born?", "people")
-    boss = f"{rng.choice(PEOPLE)} {chr(65 + (i * 7) % 26)}"
-    return Item(f"{p} reports to {boss} on the platform team.", f"Who is {p}'s manager?", "people")
+    return _item(rng, i, f"{rng.choice(PEOPLE)} {chr(65 + i % 26)}{i % 997}", PERSON, "people")
 
 
 def _system(rng: random.Random, i: int) -> Item:
-    s = f"{rng.choice(SERVICES)}-{i % 1009}"
-    kind = rng.randrange(6)
-    if kind == 0:
-        db = rng.choice(DBS)
-        return Item(f"The {s} service stores its data in {db}.", f"Which database backs {s}?", "systems")
-    if kind == 1:
-        day = rng.choice(DAYS)
-        return Item(f"Deployments of {s} happen only on {day} mornings.", f"On what weekday is {s} released?",
-                    "systems")
-    if kind == 2:
-        n = rng.choice([50, 100, 250, 1000])
-        return Item(f"The {s} API allows {n} requests per minute per key.", f"What is the rate limit of {s}?",
-                    "systems")
-    if kind == 3:
-        cloud = rng.choice(CLOUDS)
-        return Item(f"{s} runs on {cloud} in three availability zones.", f"Where is {s} hosted?", "systems")
-    if kind == 4:
-        owner = rng.choice(PEOPLE)
-        return Item(f"{owner} is the on-call owner for {s} this quarter.", f"Who gets paged when {s} breaks?",
-                    "systems")
-    hours = rng.choice([1, 6, 12, 24])
-    return Item(f"Backups of {s} are taken every {hours} hours.", f"How often is {s} backed up?", "systems")
+    return _item(rng, i, f"{rng.choice(SERVICES)}-{i % 1009}", SYSTEM, "systems")
 
 
 def _policy(rng: random.Random, i: int) -> Item:
-    team = f"team {rng.choice(['red', 'blue', 'green', 'gold', 'violet'])}-{i % 499}"
-    kind = rng.randrange(4)
-    if kind == 0:
-        day = rng.randint(1, 10)
-        return Item(f"Expense reports for {team} are due by day {day} of the next month.",
-                    f"What is the deadline for {team} to claim costs?", "policies")
-    if kind == 1:
-        return Item(f"{team} holds its stand-up at {rng.randint(8, 11)}:{rng.choice(['00', '15', '30'])} each day.",
-                    f"What time is the daily meeting of {team}?", "policies")
-    if kind == 2:
-        return Item(f"Laptops issued to {team} must use full-disk encryption.",
-                    f"Do {team} computers need encrypted drives?", "policies")
-    return Item(f"{team} works from the office on {rng.choice(DAYS)}s.", f"Which day is {team} on site?", "policies")
+    return _item(rng, i, f"team {rng.choice(['red', 'blue', 'green', 'gold', 'violet'])}-{i % 499}", POLICY,
+                 "policies")
 
 
 GENERATORS = (_person, _system, _policy)
