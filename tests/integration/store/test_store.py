@@ -88,9 +88,9 @@ async def test_dedup_finds_content_stored_under_an_explicit_id(store: KnowledgeS
     ({"content": "ok", "metadata": {"list": [1, 2]}}, "metadata.list"),
     ({"content": "ok", "metadata": {"nan": float("nan")}}, "metadata.nan"),
     ({"content": "ok", "metadata": {"": 1}}, "metadata"),
-    ({"content": "ok", "tags": ["has space"]}, "tags"),
-    ({"content": "ok", "tags": ["a,b"]}, "tags"),
-    ({"content": "ok", "tags": ["{x}"]}, "tags"),
+    ({"content": "ok", "tags": ["has space"]}, "tags[0]"),  # the element at fault, as a tool's error names it
+    ({"content": "ok", "tags": ["ok", "a,b"]}, "tags[1]"),
+    ({"content": "ok", "tags": ["{x}"]}, "tags[0]"),
     ({"content": "ok", "tags": ["t"] * 33}, "tags"),
     ({"content": "ok", "fact_id": "a b"}, "fact_id"),
     ({"content": "ok", "fact_id": "*"}, "fact_id"),
