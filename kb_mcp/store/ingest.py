@@ -94,9 +94,10 @@ class Ingest:
         stored = vector_bytes(vector) if vector is not None else await self._reader.get_vector(fact_id)
         now_s = time.time()
         now = format_ts(now_s)
-        expires_s = (old.expires_at.timestamp() if old.expires_at else None) if ttl is None else \
-            (now_s + ttl if ttl else None)
-        expires = format_ts(expires_s) if expires_s else None
+        if ttl is None:  # not given: the fact keeps its expiry
+            expires = format_ts(old.expires_at.timestamp()) if old.expires_at else None
+        else:  # 0: permanent
+            expires = format_ts(now_s + ttl) if ttl else None
         record = build_record(fact_id, text, old.metadata if new_meta is None else new_meta,
                               old.tags if new_tags is None else new_tags, stored, updated_at=now, doc_id=old.doc_id,
                               expires_at=expires)

@@ -69,9 +69,7 @@ class Searcher:
             rows = raw_vector_hits(self._ctx, raw)
             return _hits(ranked((c, c.similarity or 0.0) for c, _ in rows), _by_id(rows), top_k, min_score)
         command = text_command(self._index.name, query_stems(query), top_k, filters, whole=True)
-        asked, raw = await asyncio.gather(self._ctx.embed_query(query),
-                                          self._one_search("keyword search", command) if command else _nothing())
-        rows = self._keyword_rows(raw)
+        asked, rows = await asyncio.gather(self._ctx.embed_query(query), self._keyword_hits(command, []))
         _similarities([c for c, _ in rows], asked.vector)
         return _hits(ranked((c, c.bm25 or 0.0) for c, _ in rows), _by_id(rows), top_k, min_score)
 
@@ -99,8 +97,8 @@ class Searcher:
         words = asyncio.ensure_future(self._keyword_hits(text, stems))
         try:
             asked = await self._ctx.embed_query(query)
-            knn = await self._one_search("vector search", knn_command(self._index.name, asked.vector, nearest, filters,
-                                                                             whole=True))
+            knn = await self._one_search("vector search",
+                                         knn_command(self._index.name, asked.vector, nearest, filters, whole=True))
         except BaseException:
             words.cancel()  # the error the caller gets is this side's, and no full-text reply is left unread
             with suppress(BaseException):
@@ -121,7 +119,7 @@ class Searcher:
 
     async def _keyword_hits(self, command: list[Any] | None, stems: list[str]
                             ) -> list[tuple[Candidate, dict[bytes, Any]]]:
-        """The full text's candidates for hybrid, each with the query stems it holds."""
+        """The full text's candidates (none without a word to search), each with those of `stems` it holds."""
         return self._keyword_rows(await self._one_search("keyword search", command) if command else None, stems)
 
     async def _read_hits(self, fact_ids: list[str]) -> dict[str, dict[bytes, Any]]:
@@ -196,6 +194,3 @@ def _similarities(cands: list[Candidate], query: np.ndarray[Any, Any]) -> None:
         for (cand, _), similarity in zip(pairs, (stacked @ q).tolist(), strict=True):
             cand.similarity = similarity
 
-
-async def _nothing() -> None:
-    return None
