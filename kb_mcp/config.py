@@ -6,6 +6,7 @@ message naming the variable to fix (see `describe_validation_error`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -107,6 +108,10 @@ class Settings(BaseSettings):
         "query embeddings kept (LRU, keyed by model and text; 0: none): a repeated question skips the model and gets "
         "the same vector")] = 1024
 
+    filter_fields: Annotated[str, _doc(
+        "metadata keys indexed for `where` filters, as `key:type` pairs, e.g. `project:tag,priority:numeric` (types "
+        "`tag`, `numeric`; up to 16 keys); `kb-mcp reindex` applies a change to an existing namespace")] = ""
+
     similar_threshold: Annotated[float, Field(ge=-1.0, le=1.0), _doc(
         "similarity from which `store_fact` reports another fact as `similar`")] = 0.85
     max_response_chars: Annotated[int, Field(ge=100, le=10_000_000), _doc(
@@ -135,6 +140,12 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str) -> str:
         parse_redis_url(value)
+        return value
+
+    @field_validator("filter_fields")
+    @classmethod
+    def _filter_fields(cls, value: str) -> str:
+        parse_filter_fields(value)
         return value
 
     @field_validator("auth_token")
@@ -171,7 +182,39 @@ class Settings(BaseSettings):
         )
 
 
-DERIVED = ("redis_target", "timeouts")  # Settings' cached properties
+    @cached_property
+    def filter_field_types(self) -> dict[str, FilterType]:
+        """KB_FILTER_FIELDS read: each declared metadata key and its index type, in the order given."""
+        return parse_filter_fields(self.filter_fields)
+
+
+FilterType = Literal["tag", "numeric"]
+FILTER_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+MAX_FILTER_FIELDS = 16
+
+
+def parse_filter_fields(text: str) -> dict[str, FilterType]:
+    """`project:tag,priority:numeric` -> {"project": "tag", "priority": "numeric"}; ValueError saying what is
+    wrong."""
+    found: dict[str, FilterType] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, _, kind = (x.strip() for x in item.partition(":"))
+        if not FILTER_KEY_PATTERN.match(key):
+            raise ValueError(f"{key!r} is not a filter key: 1-40 characters from A-Z a-z 0-9 _, not starting with "
+                             "a digit")
+        if kind not in ("tag", "numeric"):
+            raise ValueError(f"{key!r} needs a type, tag or numeric (e.g. {key}:tag)")
+        if key in found:
+            raise ValueError(f"{key!r} is declared twice")
+        found[key] = "tag" if kind == "tag" else "numeric"
+    if len(found) > MAX_FILTER_FIELDS:
+        raise ValueError(f"at most {MAX_FILTER_FIELDS} filter keys (got {len(found)})")
+    return found
+
+
+DERIVED = ("redis_target", "timeouts", "filter_field_types")  # Settings' cached properties
 SECRET_FIELDS = {"redis_url", "auth_token", "embedding_api_key"}  # their values may hold passwords: never echoed
 
 

@@ -40,6 +40,9 @@ LIMIT_MAX = 100
 CURSOR_MAX_CHARS = 512
 TTL_MIN_S = 60
 TTL_MAX_S = 315_360_000  # ten years
+MAX_WHERE_KEYS = 16
+MAX_WHERE_VALUES = 100  # members of one `in` list
+RECENCY_MAX_DAYS = 36_500.0
 MAX_FACT_CHARS_CONTEXT = "max_fact_chars"  # the validation context key holding KB_MAX_FACT_CHARS
 
 RULES = {FACT_ID_PATTERN: FACT_ID_RULE, TAG_PATTERN: TAG_RULE}  # pattern -> the rule in words (error messages)
@@ -101,6 +104,19 @@ def _ttl_update(value: int | None) -> int | None:
     return value
 
 
+def _where_value(value: Any) -> Any:
+    """A where condition's values are finite and valid Unicode, and an `in` list is 1-100 values long."""
+    conditions = value if isinstance(value, dict) else {"eq": value}
+    for operator, operand in conditions.items():
+        for member in operand if isinstance(operand, list) else [operand]:
+            _scalar_value(member)
+        if isinstance(operand, list) and not 1 <= len(operand) <= MAX_WHERE_VALUES:
+            raise _broken(f"{operator}: a list of 1-{MAX_WHERE_VALUES} values (got {len(operand)})")
+    if isinstance(value, dict) and not value:
+        raise _broken("needs at least one operator, e.g. {'eq': ...}")
+    return value
+
+
 def _iso_time(value: str | None) -> str | None:
     if value is not None:
         try:
@@ -147,6 +163,17 @@ TtlUpdate = Annotated[int | None, Field(ge=0, le=TTL_MAX_S, description=(
     f"A new time to live in seconds ({TTL_MIN_S} s to 10 years), or 0 to make the fact permanent; omit it to keep "
     "the fact's expiry as it is.")), AfterValidator(_ttl_update)]
 Cursor = Annotated[str | None, Field(max_length=CURSOR_MAX_CHARS, description="next_cursor of the previous page")]
+WhereScalar = str | int | float | bool
+WhereValue = Annotated[WhereScalar | dict[str, WhereScalar | list[WhereScalar]], AfterValidator(_where_value)]
+Where = Annotated[dict[str, WhereValue] | None, Field(max_length=MAX_WHERE_KEYS, description=(
+    "Only facts whose metadata matches, on the keys the server indexes (KB_FILTER_FIELDS; kb_stats lists them), "
+    "e.g. {'project': 'apollo', 'priority': {'gte': 2}, 'source': {'in': ['slack', 'mail']}}. A plain value means "
+    "equal; operators: eq, ne, in (a list), and gt, gte, lt, lte on numeric keys. Every condition must hold."))]
+RecencyHalfLife = Annotated[float | None, Field(gt=0, le=RECENCY_MAX_DAYS, description=(
+    "Prefer recent facts: relevance is multiplied by 0.5 ** (days since the fact was last updated / this), so a "
+    "fact this many days old counts half; omit it to rank by relevance alone"))]
+FactIds = Annotated[list[FactId] | None, Field(min_length=1, max_length=MAX_BATCH,
+                                               description="Only these facts (1-100 ids)")]
 
 # The same types as validators for the store (strict: a Python caller gets no silent conversion).
 FACT_ID: TypeAdapter[str] = TypeAdapter(FactId)
@@ -161,6 +188,9 @@ MODE: TypeAdapter[SearchMode] = TypeAdapter(Mode)
 TIMESTAMP: TypeAdapter[str | None] = TypeAdapter(Timestamp)
 TTL: TypeAdapter[int | None] = TypeAdapter(TtlSeconds)
 TTL_UPDATE: TypeAdapter[int | None] = TypeAdapter(TtlUpdate)
+WHERE: TypeAdapter[dict[str, Any] | None] = TypeAdapter(Where)
+RECENCY: TypeAdapter[float | None] = TypeAdapter(RecencyHalfLife)
+FACT_IDS: TypeAdapter[list[str] | None] = TypeAdapter(FactIds)
 
 
 def valid(adapter: TypeAdapter[T], value: Any, field: str, *, max_fact_chars: int | None = None) -> T:

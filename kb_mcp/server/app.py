@@ -29,6 +29,7 @@ from kb_mcp.server.metrics import Metrics
 from kb_mcp.server.resources import FACT_URI, STATS_URI, fact_resource, read_stats
 from kb_mcp.server.tools import (
     delete_fact,
+    delete_facts,
     get_fact,
     kb_stats,
     semantic_search,
@@ -41,8 +42,9 @@ from kb_mcp.store import Backend
 INSTRUCTIONS = """\
 A long-term knowledge base. Save durable facts with store_fact (give a stable fact_id such as 'user.timezone' for
 facts you will update). Find facts by meaning with semantic_search; list them, match exact words, or fetch one by id
-with get_fact; remove them with delete_fact. Errors are explained in the result text; a 'retry' hint means the store
-was briefly unavailable and the same call may succeed shortly."""
+with get_fact; change one with update_fact; remove them with delete_fact (or a whole scope with delete_facts).
+Errors are explained in the result text; a 'retry' hint means the store was briefly unavailable and the same call
+may succeed shortly."""
 
 METRICS_REFRESH_S = 5.0
 UNKNOWN_TOOL = "(unknown)"
@@ -68,6 +70,7 @@ WRITE_TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = [
     (store_facts, _writer("Store several facts", destructive=False)),
     (update_fact, _writer("Update a fact", destructive=False)),
     (delete_fact, _writer("Delete a fact", destructive=True)),
+    (delete_facts, _writer("Delete facts by filter", destructive=True)),
 ]
 
 

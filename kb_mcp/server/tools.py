@@ -15,21 +15,24 @@ from kb_mcp.facts.rules import (
     Content,
     Cursor,
     FactId,
+    FactIds,
     Limit,
     Metadata,
     MinScore,
     Mode,
     Query,
+    RecencyHalfLife,
     TagFilter,
     Tags,
     Timestamp,
     TopK,
     TtlSeconds,
     TtlUpdate,
+    Where,
 )
 from kb_mcp.server.call import AppState, tool_call
 from kb_mcp.server.results import Fitted, fit
-from kb_mcp.store import StoreStats
+from kb_mcp.store import DeleteReport, StoreStats
 
 
 def lean_schema(schema: dict[str, Any]) -> None:
@@ -206,19 +209,22 @@ async def get_fact(
     cursor: Cursor = None,
     created_after: Timestamp = None,
     created_before: Timestamp = None,
+    where: Where = None,
 ) -> GetFactResult:
     """Read facts exactly. With fact_id: that one fact (an error if it does not exist). With query: facts containing
     all the query's words. With neither: the newest facts first. Optional tags narrow the result; results come in
-    pages of `limit`, continue with next_cursor; created_after/created_before keep facts created in that range.
-    Long listings are cut to a response budget (truncated: true); a fact fetched by id always comes whole."""
+    pages of `limit`, continue with next_cursor; created_after/created_before keep facts created in that range,
+    where filters on metadata. Long listings are cut to a response budget (truncated: true); a fact fetched by id
+    always comes whole."""
     async with tool_call(ctx, "get_fact") as store:
         if fact_id is not None:
-            if any(v is not None for v in (query, cursor, tags, created_after, created_before)):
-                raise InvalidInput("fact_id", "give fact_id alone, or query/tags/cursor/created_* without fact_id")
+            if any(v is not None for v in (query, cursor, tags, created_after, created_before, where)):
+                raise InvalidInput("fact_id", "give fact_id alone, or query/tags/where/cursor/created_* without "
+                                              "fact_id")
             fact = await store.get_fact(fact_id)
             return GetFactResult(facts=[_fact_out(fact)])
         page = await store.list_facts(query=query, tags=tags, limit=limit, cursor=cursor,
-                                      created_after=created_after, created_before=created_before)
+                                      created_after=created_after, created_before=created_before, where=where)
         budget = store.settings.max_response_chars
     fitted = fit([f.content for f in page.facts], budget)
     return GetFactResult(facts=[_fact_out(f, fi) for f, fi in zip(page.facts, fitted, strict=False)],
@@ -234,16 +240,20 @@ async def semantic_search(
     mode: Mode = "hybrid",
     created_after: Timestamp = None,
     created_before: Timestamp = None,
+    where: Where = None,
+    recency_half_life_days: RecencyHalfLife = None,
 ) -> SearchResult:
     """Find facts by meaning, best first, even when they share no words with the query; names and rare words in
     the query count too (hybrid: vector similarity fused with keyword relevance). Use this to recall what is known
     about a topic before answering or before storing a possibly duplicate fact. created_after/created_before keep
-    facts created in that range. Long results are cut to a response budget (truncated: true; get_fact by fact_id
+    facts created in that range; where filters on metadata; recency_half_life_days prefers recently updated facts.
+    Long results are cut to a response budget (truncated: true; get_fact by fact_id
     returns a whole fact)."""
     async with tool_call(ctx, "semantic_search") as store:
         hits: list[ScoredFact] = await store.semantic_search(query, top_k=top_k, tags=tags, min_score=min_score,
                                                              mode=mode, created_after=created_after,
-                                                             created_before=created_before)
+                                                             created_before=created_before, where=where,
+                                                             recency_half_life_days=recency_half_life_days)
         budget = store.settings.max_response_chars
     return SearchResult(results=[
         SearchHit(fact_id=h.fact_id, content=fi.content, metadata=h.metadata, tags=h.tags, score=h.score,
@@ -258,6 +268,25 @@ async def delete_fact(fact_id: FactId, ctx: Context[AppState, Any]) -> DeleteRes
     async with tool_call(ctx, "delete_fact", write=True) as store:
         deleted = await store.delete_fact(fact_id)
     return DeleteResult(fact_id=fact_id, deleted=deleted)
+
+
+async def delete_facts(
+    ctx: Context[AppState, Any],
+    fact_ids: FactIds = None,
+    tags: TagFilter = None,
+    created_before: Timestamp = None,
+    created_after: Timestamp = None,
+    where: Where = None,
+    all: Annotated[bool, Field(description="Delete every fact (only without filters)")] = False,
+    dry_run: Annotated[bool, Field(description="Count what would be deleted, delete nothing")] = False,
+) -> DeleteReport:
+    """Delete every fact matching ALL the filters given (fact_ids, tags, created_before/after, where), e.g. a
+    project's facts or everything stored before a date. Without a filter it refuses, unless all=true. Use
+    dry_run=true first to see how many match. A very large match is deleted over several calls: more=true means
+    call again with the same filters."""
+    async with tool_call(ctx, "delete_facts", write=True) as store:
+        return await store.delete_facts(fact_ids=fact_ids, tags=tags, created_after=created_after,
+                                        created_before=created_before, where=where, all=all, dry_run=dry_run)
 
 
 async def kb_stats(ctx: Context[AppState, Any]) -> StoreStats:

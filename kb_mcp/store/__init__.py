@@ -9,9 +9,12 @@
     documents  chunked documents
     transfer   JSONL export / import
     admin      stats, drift, rebuild, drop
+    filters    metadata filter fields (KB_FILTER_FIELDS) and `where` clauses
+    deletion   delete_facts: scoped deletes in bounded batches
 """
 
 from kb_mcp.store.admin import StoreStats
+from kb_mcp.store.deletion import DeleteReport
 from kb_mcp.store.knowledge import Backend, KnowledgeStore
 
-__all__ = ["Backend", "KnowledgeStore", "StoreStats"]
+__all__ = ["Backend", "DeleteReport", "KnowledgeStore", "StoreStats"]

@@ -16,12 +16,13 @@ from kb_mcp.connection.manager import ManagerState
 from kb_mcp.connection.topology import Placement
 from kb_mcp.errors import IndexMissing, KbError, StoreUnavailable
 from kb_mcp.store.context import StoreContext
+from kb_mcp.store.filters import indexed_fields
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.model_record import ModelRecord
 from kb_mcp.store.reembed import ReEmbedReport, embed_again
-from kb_mcp.store.replies import as_text, field_names, index_dim, vector_attributes
+from kb_mcp.store.replies import as_text, field_names, field_types, index_dim, vector_attributes
 from kb_mcp.store.scan import iter_keys
-from kb_mcp.store.schema import F_HASH, F_STEMS, F_TEXT
+from kb_mcp.store.schema import F_HASH, F_META, F_STEMS, F_TEXT, FILTER_PREFIX
 from kb_mcp.store.search.terms import stemmed_text
 from kb_mcp.store.writes import Writer
 
@@ -42,6 +43,7 @@ class StoreStats(BaseModel):
     redis_version: str | None
     used_memory_bytes: int | None
     redis: ManagerState
+    filter_fields: dict[str, str] = {}  # metadata keys `where` can filter on (KB_FILTER_FIELDS) and their types
     placement: Placement | None = None  # the Redis mode, its nodes and the one holding this namespace
     error: str | None = None
 
@@ -59,7 +61,8 @@ class Admin:
         ctx = self._ctx
         base: dict[str, Any] = {"namespace": ctx.keyspace.namespace, "index": self._index.name,
                                 "vector_algorithm": ctx.settings.vector_algorithm, "dimensions": ctx.embedding.dim,
-                                "embedding": ctx.embedding.model_name}
+                                "embedding": ctx.embedding.model_name,
+                                "filter_fields": dict(ctx.settings.filter_field_types)}
         try:
             info = await self._index_info()
             server = await ctx.redis("INFO", lambda r: r.info(**ctx.owner_kwargs()))
@@ -103,13 +106,20 @@ class Admin:
         drift = [f"{k} {attrs.get(k, '?')} (configured {v})" for k, v in want.items() if attrs.get(k, v) != v]
         if F_STEMS not in field_names(info):
             drift.append(f"no {F_STEMS} field (the keyword side finds none of its facts)")
+        built = {name[len(FILTER_PREFIX):]: kind.lower() for name, kind in field_types(info).items()
+                 if name.startswith(FILTER_PREFIX)}
+        declared: dict[str, str] = dict(settings.filter_field_types)
+        if built != declared:
+            drift.append(f"filter fields {_pairs(built)} (configured KB_FILTER_FIELDS={_pairs(declared)})")
         return ", ".join(drift) or None
 
     async def rebuild_index(self, wait: bool = True) -> StoreStats:
         """Give every fact its stems where they are missing or stale (facts written before the keyword side used
-        them), drop the index (keeping every hash) and create it again from the current settings; Redis re-indexes
-        in the background (it scans the whole keyspace). With `wait`, return once that scan has finished."""
+        them) and the filter fields KB_FILTER_FIELDS now declares, drop the index (keeping every hash) and create it
+        again from the current settings; Redis re-indexes in the background (it scans the whole keyspace). With
+        `wait`, return once that scan has finished."""
         await self.stem_every_fact()
+        await self.filter_every_fact()
         await self._drop_index()
         await self._index.ensure()
         return await self._indexed(wait)
@@ -150,6 +160,30 @@ class Admin:
                 written += len(stale) - await self._writer.set_derived(F_STEMS, stale, "write stems")
         return written
 
+    async def filter_every_fact(self) -> int:
+        """Give every fact the filter fields its metadata makes under the current KB_FILTER_FIELDS, and remove
+        those of keys no longer declared; returns how many facts were written."""
+        declared = self._ctx.settings.filter_field_types
+        written = 0
+        async for keys in iter_keys(self._ctx):
+
+            def read(pipe: Pipeline, keys: list[bytes] = keys) -> None:
+                for key in keys:
+                    pipe.hget(key, F_META)  # type: ignore[arg-type]
+                    pipe.hkeys(key)  # type: ignore[arg-type]
+
+            replies = await self._ctx.pipeline("read facts", read)
+            updates = []
+            for key, meta, names in zip(keys, replies[::2], replies[1::2], strict=True):
+                held = {as_text(n) for n in names if as_text(n).startswith(FILTER_PREFIX)}
+                fields = indexed_fields(meta or b"", declared)
+                stale = sorted(held - set(fields))
+                if stale or fields:
+                    updates.append((key, meta or b"", stale, fields))
+            if updates:
+                written += len(updates) - await self._writer.set_filter_fields(updates, "write filter fields")
+        return written
+
     async def _drop_index(self) -> None:
         """Drop the index, keeping every hash; the next index check creates it again."""
         async with self._index.lock:
@@ -183,6 +217,10 @@ class Admin:
             await self._writer.delete_keys(keys, "delete batch")
         await self._writer.delete_keys([self._ctx.keyspace.embedding_key], "delete model record")
         self._index.forget()
+
+
+def _pairs(fields: dict[str, str]) -> str:
+    return ",".join(f"{k}:{v}" for k, v in sorted(fields.items())) or "(none)"
 
 
 def _indexing(info: dict[str, Any]) -> bool:

@@ -12,6 +12,7 @@ from kb_mcp.facts import rules
 from kb_mcp.facts.models import Scalar
 from kb_mcp.facts.rules import FACT_ID, valid
 from kb_mcp.store.context import StoreContext
+from kb_mcp.store.filters import check_metadata
 from kb_mcp.store.listing import Reader
 from kb_mcp.store.records import build_record, format_ts, vector_bytes
 from kb_mcp.store.writes import Writer
@@ -38,6 +39,7 @@ class Documents:
         if (text is None) == (path is None):
             raise InvalidInput("document", "give exactly one of text or path")
         metadata = rules.metadata(metadata)
+        check_metadata(metadata, self._ctx.settings.filter_field_types)
         tags = rules.tags(tags)
         if path is not None:
             file = Path(path)

@@ -12,11 +12,14 @@ from typing import Any, TypeVar
 from redis.exceptions import ResponseError
 
 from kb_mcp.errors import IndexMissing, KbError, ModelMismatch, StartupError
+from kb_mcp.facts import rules
 from kb_mcp.store.context import StoreContext
+from kb_mcp.store.filters import where_clauses
 from kb_mcp.store.legacy import LegacyLayout
 from kb_mcp.store.model_record import ModelRecord
-from kb_mcp.store.replies import index_dim, pairs
-from kb_mcp.store.schema import create_index_args, index_schema
+from kb_mcp.store.replies import field_names, index_dim, pairs
+from kb_mcp.store.schema import create_index_args, filter_field, index_schema
+from kb_mcp.store.search.querytext import tag_clauses, time_clauses
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,6 +35,7 @@ class SearchIndex:
         self.name = ctx.keyspace.index_name
         self.schema = index_schema(ctx.keyspace, ctx.settings, ctx.embedding.dim)
         self._ready = False
+        self.filter_keys: frozenset[str] = frozenset()  # the declared filter keys the existing index really has
         self._model_checked_until = time.monotonic() + MODEL_RECHECK_S
         self.lock = asyncio.Lock()
 
@@ -94,8 +98,23 @@ class SearchIndex:
                     f"index {self.name} holds {dim}-d vectors but the embedding model gives {want}-d; use another "
                     "KB_NAMESPACE, or embed every fact again with this model: kb-mcp reindex --re-embed")
             await ModelRecord(self._ctx).claim()
+            held = field_names(info or {})
+            self.filter_keys = frozenset(k for k in self._ctx.settings.filter_field_types if filter_field(k) in held)
+            if len(self.filter_keys) < len(self._ctx.settings.filter_field_types):
+                log.warning("index %s lacks filter fields of KB_FILTER_FIELDS: run kb-mcp reindex", self.name)
             self._model_checked_until = time.monotonic() + MODEL_RECHECK_S
             self._ready = True
+
+    async def scope(self, tags: Any = None, created_after: Any = None, created_before: Any = None,
+                    where: Any = None) -> list[str]:
+        """The query clauses of a call's common filters (tags, creation-time range, metadata `where`), all
+        checked; the index is made ready first, so a filter key it lacks is refused, not silently matching none."""
+        after, before = rules.time_range(created_after, created_before)
+        clauses = [*tag_clauses(rules.tags(tags)), *time_clauses(after, before)]
+        if where is not None:
+            await self.ready()
+            clauses += where_clauses(where, self._ctx.settings.filter_field_types, self.filter_keys)
+        return clauses
 
     async def try_ensure(self) -> None:
         """At start: create/check the index, but serve on if Redis is down (each call reports it, recovery is

@@ -16,6 +16,7 @@ from kb_mcp.facts.identity import content_hash, derived_id
 from kb_mcp.facts.models import Fact, Scalar, SimilarFact, StoredFact, UpdatedFact
 from kb_mcp.facts.rules import CONTENT, FACT_ID, MAX_BATCH, TTL, TTL_UPDATE, valid
 from kb_mcp.store.context import StoreContext
+from kb_mcp.store.filters import check_metadata
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.listing import Reader
 from kb_mcp.store.records import Record, build_record, format_ts, to_datetime, vector_bytes
@@ -84,7 +85,7 @@ class Ingest:
         text = None if content is None else valid(CONTENT, content, "content",
                                                   max_fact_chars=self._ctx.settings.max_fact_chars)
         new_tags = None if tags is None else rules.tags(tags)
-        new_meta = None if metadata is None else rules.metadata(metadata)
+        new_meta = None if metadata is None else self._metadata(metadata, "metadata")
         ttl = valid(TTL_UPDATE, ttl_s, "ttl_s")
         await self._index.ready()
         old = await self._reader.get_fact(fact_id)
@@ -112,10 +113,16 @@ class Ingest:
         content = valid(CONTENT, item.get("content"), f"{where}content",
                         max_fact_chars=self._ctx.settings.max_fact_chars)
         fact_id = item.get("fact_id")
-        return Incoming(content=content, metadata=rules.metadata(item.get("metadata"), f"{where}metadata"),
+        return Incoming(content=content, metadata=self._metadata(item.get("metadata"), f"{where}metadata"),
                         tags=rules.tags(item.get("tags"), f"{where}tags"),
                         fact_id=None if fact_id is None else valid(FACT_ID, fact_id, f"{where}fact_id"),
                         ttl_s=valid(TTL, item.get("ttl_s"), f"{where}ttl_s"), chash=content_hash(content))
+
+    def _metadata(self, value: Any, field: str) -> dict[str, Scalar]:
+        """Metadata checked by its rule and, for the keys KB_FILTER_FIELDS indexes as numeric, holding numbers."""
+        found = rules.metadata(value, field)
+        check_metadata(found, self._ctx.settings.filter_field_types, field)
+        return found
 
     async def _store(self, batch: list[Incoming]) -> list[StoredFact]:
         await self._index.ready()
@@ -227,7 +234,7 @@ class Ingest:
                         max_fact_chars=self._ctx.settings.max_fact_chars)
             fid = item.get("fact_id")
             fid = valid(FACT_ID, fid, f"facts[{i}].fact_id") if fid is not None else derived_id(content_hash(content))
-            prepared.append((fid, content, rules.metadata(item.get("metadata"), f"facts[{i}].metadata"),
+            prepared.append((fid, content, self._metadata(item.get("metadata"), f"facts[{i}].metadata"),
                              rules.tags(item.get("tags"), f"facts[{i}].tags")))
         await self._index.ready()
         chunks = self._chunks(prepared)

@@ -25,6 +25,7 @@ from kb_mcp.facts.models import Fact, FactPage, Scalar, ScoredFact, StoredFact, 
 from kb_mcp.facts.rules import FACT_ID, SearchMode, valid
 from kb_mcp.store.admin import Admin, StoreStats
 from kb_mcp.store.context import StoreContext
+from kb_mcp.store.deletion import DELETE_BATCH, Deleter, DeleteReport
 from kb_mcp.store.documents import Documents
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.ingest import Ingest
@@ -62,6 +63,7 @@ class KnowledgeStore:
         self._documents = Documents(self._ctx, self._reader, writer)
         self._transfer = Transfer(self._ctx, self.index, writer)
         self._admin = Admin(self._ctx, self.index, writer)
+        self._deleter = Deleter(self._ctx, self.index, writer)
 
     @classmethod
     @asynccontextmanager
@@ -155,22 +157,35 @@ class KnowledgeStore:
 
     async def list_facts(self, *, query: str | None = None, tags: list[str] | None = None, limit: int = 20,
                          cursor: str | None = None, created_after: str | None = None,
-                         created_before: str | None = None) -> FactPage:
+                         created_before: str | None = None, where: dict[str, Any] | None = None) -> FactPage:
         return await self._reader.list_facts(query=query, tags=tags, limit=limit, cursor=cursor,
-                                             created_after=created_after, created_before=created_before)
+                                             created_after=created_after, created_before=created_before, where=where)
 
     async def semantic_search(self, query: str, top_k: int = 5, tags: list[str] | None = None,
                               min_score: float | None = None, mode: SearchMode = "hybrid",
-                              created_after: str | None = None, created_before: str | None = None
+                              created_after: str | None = None, created_before: str | None = None,
+                              where: dict[str, Any] | None = None, recency_half_life_days: float | None = None
                               ) -> list[ScoredFact]:
-        """Hybrid (BM25 + vectors, fused) by default; "vector" or "keyword" for one side alone."""
+        """Hybrid (BM25 + vectors, fused) by default; "vector" or "keyword" for one side alone; `where` filters on
+        KB_FILTER_FIELDS, `recency_half_life_days` prefers newer facts."""
         return await self._searcher.search(query, top_k=top_k, tags=tags, min_score=min_score, mode=mode,
-                                           created_after=created_after, created_before=created_before)
+                                           created_after=created_after, created_before=created_before, where=where,
+                                           recency_half_life_days=recency_half_life_days)
 
     async def delete_fact(self, fact_id: str) -> bool:
         """True when a fact was deleted, False when there was none (idempotent)."""
         valid(FACT_ID, fact_id, "fact_id")
         return await self._writer.delete_fact(fact_id)
+
+    async def delete_facts(self, *, fact_ids: list[str] | None = None, tags: list[str] | None = None,
+                           created_after: str | None = None, created_before: str | None = None,
+                           where: dict[str, Any] | None = None, all: bool = False, dry_run: bool = False,
+                           budget_s: float | None = None, batch: int = DELETE_BATCH) -> DeleteReport:
+        """Every fact matching all the filters given (or, with `all`, every fact), in batches of `batch` within
+        `budget_s` (default: half the tool deadline); `more` says a call must follow to finish."""
+        return await self._deleter.delete(fact_ids=fact_ids, tags=tags, created_after=created_after,
+                                          created_before=created_before, where=where, everything=all,
+                                          dry_run=dry_run, budget_s=budget_s, batch=batch)
 
     # ------------------------------------------------------------ documents, transfer
 

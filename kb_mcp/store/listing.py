@@ -8,7 +8,6 @@ from typing import Any
 from redis.asyncio.client import Pipeline
 
 from kb_mcp.errors import InvalidInput, NotFound
-from kb_mcp.facts import rules
 from kb_mcp.facts.models import Fact, FactPage
 from kb_mcp.facts.rules import FACT_ID, LIMIT, QUERY, valid
 from kb_mcp.store.context import StoreContext
@@ -16,7 +15,7 @@ from kb_mcp.store.cursor import decode_cursor, encode_cursor, scope_of
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.records import fact_from_fields
 from kb_mcp.store.schema import F_CREATED, F_DOC, F_HASH, F_ID, F_VECTOR, READ_FIELDS
-from kb_mcp.store.search.querytext import all_words_query, escape, tag_clauses, time_clauses
+from kb_mcp.store.search.querytext import all_words_query, escape
 
 
 class Reader:
@@ -75,14 +74,14 @@ class Reader:
 
     async def list_facts(self, *, query: str | None = None, tags: list[str] | None = None, limit: int = 20,
                          cursor: str | None = None, created_after: str | None = None,
-                         created_before: str | None = None) -> FactPage:
-        """Keyword (full-text) match over content when `query` is given, else newest first; paginated.
+                         created_before: str | None = None, where: dict[str, Any] | None = None) -> FactPage:
+        """Keyword (full-text) match over content when `query` is given, else newest first; paginated; tags, the
+        creation-time range and `where` narrow it.
 
         User text is reduced to its words and each is escaped: it is never interpreted as query syntax.
         """
         limit = valid(LIMIT, limit, "limit")
-        tags = rules.tags(tags)
-        after, before = rules.time_range(created_after, created_before)
+        scope = await self._index.scope(tags, created_after, created_before, where)
         parts: list[str] = []
         if query is not None:
             valid(QUERY, query, "query")
@@ -90,10 +89,8 @@ class Reader:
             if matched is None:
                 raise InvalidInput("query", "contains no words to match (letters or digits)")
             parts.append(matched)
-        parts += tag_clauses(tags) + time_clauses(after, before)
-        q = " ".join(parts) or "*"
-        scope = scope_of(q)
-        offset = decode_cursor(cursor, scope) if cursor else 0
+        q = " ".join(parts + scope) or "*"
+        offset = decode_cursor(cursor, scope_of(q)) if cursor else 0
         args: list[Any] = ["NOCONTENT"]
         if query is None:
             args += ["SORTBY", F_CREATED, "DESC"]
@@ -102,7 +99,7 @@ class Reader:
         total = int(raw[0])
         facts = await self.load(raw[1:])
         nxt = offset + limit
-        return FactPage(facts=facts, total=total, next_cursor=encode_cursor(nxt, scope) if nxt < total else None)
+        return FactPage(facts=facts, total=total, next_cursor=encode_cursor(nxt, scope_of(q)) if nxt < total else None)
 
     async def _search(self, query: str, *args: Any, op: str) -> Any:
         """FT.SEARCH on this namespace's index (dialect 2), recreating the index if it has vanished."""

@@ -35,6 +35,17 @@ def field_names(info: dict[str, Any]) -> set[str]:
     return {as_text(attr[1]) for attr in info.get("attributes", []) if len(attr) > 1}
 
 
+def field_types(info: dict[str, Any]) -> dict[str, str]:
+    """Each field of an index and its type (TAG, NUMERIC, TEXT, VECTOR), from FT.INFO."""
+    out = {}
+    for attr in info.get("attributes", []):
+        fields = [as_text(x) for x in attr]
+        named = {fields[i].lower(): fields[i + 1] for i in range(0, len(fields) - 1, 2)}
+        if "attribute" in named and "type" in named:
+            out[named["attribute"]] = named["type"]
+    return out
+
+
 def index_dim(info: dict[str, Any]) -> int | None:
     """The vector dimension of an existing index (None if it has no vector field)."""
     dim = vector_attributes(info).get("dim")

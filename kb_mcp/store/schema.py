@@ -35,6 +35,12 @@ F_STEMS = "stems"  # the content's words as stems (store/search/terms.py): what 
 F_EXPIRES = "expires_at"  # epoch seconds, or "" for a permanent fact (the key's own TTL does the expiring)
 READ_FIELDS = (F_ID, F_TEXT, F_META, F_TAGS, F_CREATED, F_UPDATED, F_DOC, F_EXPIRES)  # what a Fact is rebuilt from
 TAG_SEPARATOR = ","
+FILTER_PREFIX = "mf_"  # a declared metadata key's own field (KB_FILTER_FIELDS): "project" -> "mf_project"
+FILTER_TAG_SEPARATOR = "\x1f"  # a metadata value is one tag, whatever punctuation it holds
+
+
+def filter_field(key: str) -> str:
+    return FILTER_PREFIX + key
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,9 @@ def index_schema(keyspace: Keyspace, settings: Settings, dim: int) -> IndexSchem
             {"name": F_CREATED, "type": "numeric"},
             {"name": F_UPDATED, "type": "numeric"},
             {"name": F_VECTOR, "type": "vector", "attrs": vector_attrs(settings, dim)},
+            *({"name": filter_field(key), "type": kind}
+              | ({"attrs": {"separator": FILTER_TAG_SEPARATOR}} if kind == "tag" else {})
+              for key, kind in settings.filter_field_types.items()),
         ],
     })
 

@@ -19,9 +19,10 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from kb_mcp.errors import ModelMismatch, StoreUnavailable
 from kb_mcp.store.context import StoreContext
+from kb_mcp.store.filters import with_filter_fields
 from kb_mcp.store.records import Record, ttl_ms
 from kb_mcp.store.replies import as_text
-from kb_mcp.store.schema import F_CREATED, F_HASH, F_MODEL
+from kb_mcp.store.schema import F_CREATED, F_HASH, F_META, F_MODEL
 
 WRITE_BATCH = 256  # facts per pipeline on the bulk paths
 PutMode = Literal["upsert", "create", "replace"]
@@ -101,7 +102,19 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 return 1
 """).substitute(hash=F_HASH)
 DERIVED_SHA = hashlib.sha1(DERIVED_SCRIPT.encode()).hexdigest()
-SCRIPTS = (PUT_SCRIPT, DELETE_SCRIPT, DERIVED_SCRIPT)
+# Give a fact the filter fields its metadata makes (KB_FILTER_FIELDS), only if its metadata is still the JSON they
+# were made from. KEYS[1] the fact's key; ARGV: that JSON, how many stale fields to remove, their names, then the
+# field/value pairs to set.
+FILTERS_SCRIPT = Template("""#!lua
+if (redis.call('HGET', KEYS[1], '$meta') or '') ~= ARGV[1] then return 0 end
+local stale = tonumber(ARGV[2])
+for i = 3, 2 + stale do redis.call('HDEL', KEYS[1], ARGV[i]) end
+if #ARGV > 2 + stale then redis.call('HSET', KEYS[1], unpack(ARGV, 3 + stale)) end
+return 1
+""").substitute(meta=F_META)
+FILTERS_SHA = hashlib.sha1(FILTERS_SCRIPT.encode()).hexdigest()
+SCRIPTS = (PUT_SCRIPT, DELETE_SCRIPT, DERIVED_SCRIPT, FILTERS_SCRIPT)
+FilterUpdate = tuple[bytes, bytes, list[str], dict[str, str]]  # key, metadata JSON read, stale fields, new fields
 
 
 @dataclass(frozen=True)
@@ -163,6 +176,7 @@ class Writer:
                   chash: str = "") -> None:
         """Queue the put script for one fact."""
         keyspace = self._ctx.keyspace
+        record = with_filter_fields(record, self._ctx.settings.filter_field_types)
         chash = chash or as_text(record.get(F_HASH))
         args: list[str | bytes] = [mode, now, chash, keyspace.key_prefix, str(ttl_ms(record, time.time())),
                                    self._ctx.embedding.model_name]
@@ -221,6 +235,18 @@ class Writer:
         replies = await self.write(op, add)
         return len(values) - sum(int(r) for r in replies)
 
+    async def set_filter_fields(self, updates: Sequence[FilterUpdate], op: str) -> int:
+        """Give facts the filter fields of their metadata (each only if the metadata is unchanged since it was
+        read); returns how many had changed or gone (left as they are)."""
+
+        def add(pipe: Pipeline) -> None:
+            for key, meta, stale, fields in updates:
+                pairs = [x for name, value in fields.items() for x in (name, value)]
+                pipe.execute_command("EVALSHA", FILTERS_SHA, 1, key, meta, len(stale), *stale, *pairs)
+
+        replies = await self.write(op, add)
+        return len(updates) - sum(int(r) for r in replies)
+
     async def delete_fact(self, fact_id: str) -> bool:
         """Delete one fact (and its dedup pointer); True if it existed."""
         keyspace = self._ctx.keyspace
@@ -230,6 +256,16 @@ class Writer:
 
         (removed,) = await self.write("delete fact", add)
         return bool(removed)
+
+    async def delete_many(self, keys: list[bytes], fact_id: Callable[[bytes], str]) -> int:
+        """Delete facts by key, each with its dedup pointer (one pipeline); returns how many existed."""
+        prefix = self._ctx.keyspace.dedup_prefix
+
+        def add(pipe: Pipeline) -> None:
+            for key in keys:
+                pipe.execute_command("EVALSHA", DELETE_SHA, 1, key, fact_id(key), prefix)
+
+        return sum(int(removed) for removed in await self.write("delete facts", add))
 
     async def delete_keys(self, keys: list[bytes] | list[str], op: str) -> int:
         """Delete whole keys (facts or chunks); returns how many existed."""

@@ -30,7 +30,8 @@ from kb_mcp.server.call import StateHolder
 from tests.support.redis import free_port
 
 KB_MCP = str(Path(sys.executable).with_name("kb-mcp"))
-TOOLS = {"store_fact", "store_facts", "update_fact", "get_fact", "semantic_search", "delete_fact", "kb_stats"}
+TOOLS = {"store_fact", "store_facts", "update_fact", "get_fact", "semantic_search", "delete_fact", "delete_facts",
+         "kb_stats"}
 
 
 def text(result: CallToolResult) -> str:

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from kb_mcp.config import TimeoutKind
-from kb_mcp.store.schema import F_EXPIRES, F_META, F_STEMS, F_TAGS, F_TEXT, F_VECTOR
-from kb_mcp.store.search.querytext import any_word_query, tag_clauses, time_clauses
+from kb_mcp.store.schema import F_EXPIRES, F_META, F_STEMS, F_TAGS, F_TEXT, F_UPDATED, F_VECTOR
+from kb_mcp.store.search.querytext import any_word_query
 
 DISTANCE = "vector_distance"  # the KNN score's name (cosine distance), as RedisVectorStore names it
 # Every Redis step of a search runs under the LlamaIndex/index deadline (KB_TIMEOUT_INDEX, 10 s), not the 2 s Redis
@@ -17,39 +17,36 @@ DISTANCE = "vector_distance"  # the KNN score's name (cosine distance), as Redis
 SEARCH_DEADLINE: TimeoutKind = "index"
 HIT_FIELDS = (F_TEXT, F_TAGS, F_META, F_EXPIRES)  # what a returned hit is built from
 # Field names as FT.SEARCH returns them (bytes): a hit's fields are looked up without decoding every name.
-TEXT, TAGS, META, EXPIRES, VECTOR, STEMS, DISTANCE_FIELD = (name.encode() for name in (*HIT_FIELDS, F_VECTOR, F_STEMS,
-                                                                                      DISTANCE))
-Filters = tuple[list[str], float | None, float | None]  # tags, created after, created before
+TEXT, TAGS, META, EXPIRES, VECTOR, STEMS, DISTANCE_FIELD, UPDATED = (
+    name.encode() for name in (*HIT_FIELDS, F_VECTOR, F_STEMS, DISTANCE, F_UPDATED))
+Filters = list[str]  # query clauses every hit must satisfy (SearchIndex.scope: tags, time range, where)
 
 
-def knn_command(index: str, vector: np.ndarray[Any, Any], k: int, filters: Filters, *, whole: bool = False
-                 ) -> list[Any]:
+def knn_command(index: str, vector: np.ndarray[Any, Any], k: int, filters: Filters, *, whole: bool = False,
+                also: tuple[str, ...] = ()) -> list[Any]:
     """The query LlamaIndex's RedisVectorStore builds for this index, as one FT.SEARCH (building it through
     VectorStoreQuery and redisvl, and parsing nodes back, cost more than the KNN itself). SORTBY: without it
     RediSearch may return the neighbours out of order. `whole`: each hit's fields too, else its distance."""
-    clauses = " ".join(filter_clauses(filters))
+    clauses = " ".join(filters)
     q = f"{f'({clauses})' if clauses else '*'}=>[KNN {k} @{F_VECTOR} $vector AS {DISTANCE}]"
     blob = np.asarray(vector, dtype=np.float32).tobytes()
-    fields = [*HIT_FIELDS, DISTANCE] if whole else [DISTANCE]
+    fields = [*HIT_FIELDS, DISTANCE, *also] if whole else [DISTANCE, *also]
     return ["FT.SEARCH", index, q, "PARAMS", 2, "vector", blob, "SORTBY", DISTANCE, "ASC",
             "RETURN", len(fields), *fields, "LIMIT", 0, k, "DIALECT", 2]
 
-def text_command(index: str, stems: list[str], k: int, filters: Filters, *, whole: bool = False) -> list[Any] | None:
+def text_command(index: str, stems: list[str], k: int, filters: Filters, *, whole: bool = False,
+                 also: tuple[str, ...] = ()) -> list[Any] | None:
     """BM25STD over the facts' stems, any of `stems` (escaped, VERBATIM: they are stems already), the same
     filters as the KNN; None without a word to search. Each hit's stored vector comes back (its similarity
-    needs no round trip) and its stems (the query words it holds), with `whole` its fields instead of stems."""
+    needs no round trip) and its stems (the query words it holds), with `whole` its fields instead of stems; `also`
+    names more fields to return (updated_at, for recency)."""
     words = any_word_query(stems, F_STEMS)
     if words is None:
         return None
-    q = " ".join([words, *filter_clauses(filters)])
-    fields = [*HIT_FIELDS, F_VECTOR] if whole else [F_VECTOR, F_STEMS]
+    q = " ".join([words, *filters])
+    fields = [*HIT_FIELDS, F_VECTOR, *also] if whole else [F_VECTOR, F_STEMS, *also]
     return ["FT.SEARCH", index, q, "VERBATIM", "WITHSCORES", "SCORER", "BM25STD",
             "RETURN", len(fields), *fields, "LIMIT", 0, k, "DIALECT", 2]
-
-
-def filter_clauses(filters: Filters) -> list[str]:
-    tags, after_s, before_s = filters
-    return [*tag_clauses(tags), *time_clauses(after_s, before_s)]
 
 
 def reply_rows(raw: list[Any], *, scores: bool) -> list[tuple[bytes, float | None, dict[bytes, Any]]]:

@@ -31,6 +31,7 @@ class Candidate:
     vector_rank: int | None = None
     keyword_rank: int | None = None
     held: frozenset[str] = frozenset()  # the query's stems it holds (when the full text returned it)
+    updated_at: float | None = None  # epoch seconds, when recency was asked for
 
 
 Ranked = list[tuple[Candidate, float]]
@@ -51,6 +52,7 @@ def merge(by_vector: list[Candidate], by_words: list[Candidate]) -> list[Candida
         else:
             known.bm25, known.keyword_rank, known.vector, known.held = (cand.bm25, cand.keyword_rank, cand.vector,
                                                                         cand.held)
+            known.updated_at = known.updated_at if known.updated_at is not None else cand.updated_at
     return list(merged.values())
 
 
@@ -90,3 +92,15 @@ def rrf(cands: list[Candidate]) -> Score:
 def fuse(cands: list[Candidate], score: Score) -> Ranked:
     """The candidates whose similarity is known, best first by `score`."""
     return ranked((c, score(c, c.similarity)) for c in cands if c.similarity is not None)
+
+
+def with_recency(scored: Ranked, half_life_days: float, now_s: float) -> Ranked:
+    """Relevance blended with age: score x 0.5 ** (days since updated_at / half_life_days), so a fact that old counts
+    half (a score below 0 is divided by the same factor instead: age always lowers a score). Of two equally
+    relevant facts the newer ranks first; a half-life far longer than the facts' ages leaves the order as it was."""
+    out = []
+    for cand, score in scored:
+        age_days = max(0.0, now_s - (cand.updated_at or now_s)) / 86_400.0
+        decay = max(0.5 ** (age_days / half_life_days), 1e-12)  # never 0: a negative score is divided by it
+        out.append((cand, score * decay if score >= 0 else score / decay))
+    return ranked(out)

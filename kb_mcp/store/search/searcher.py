@@ -10,20 +10,22 @@ read in one pipelined HMGET.
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from redis.asyncio.client import Pipeline
 
 from kb_mcp.connection.topology import RedisClient
-from kb_mcp.facts import rules
 from kb_mcp.facts.models import ScoredFact, SimilarFact
-from kb_mcp.facts.rules import MIN_SCORE, MODE, QUERY, TOP_K, SearchMode, valid
+from kb_mcp.facts.rules import MIN_SCORE, MODE, QUERY, RECENCY, TOP_K, SearchMode, valid
 from kb_mcp.store.context import StoreContext
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.records import decode_metadata, expires_from, split_tags
 from kb_mcp.store.replies import as_text
+from kb_mcp.store.schema import F_UPDATED
 from kb_mcp.store.search.commands import (
     DISTANCE_FIELD,
     EXPIRES,
@@ -33,13 +35,14 @@ from kb_mcp.store.search.commands import (
     STEMS,
     TAGS,
     TEXT,
+    UPDATED,
     VECTOR,
     Filters,
     knn_command,
     reply_rows,
     text_command,
 )
-from kb_mcp.store.search.fusion import Candidate, Ranked, fuse, linear, merge, ranked, rrf
+from kb_mcp.store.search.fusion import Candidate, Ranked, fuse, linear, merge, ranked, rrf, with_recency
 from kb_mcp.store.search.terms import Held, query_stems
 
 
@@ -52,53 +55,61 @@ class Searcher:
 
     async def search(self, query: str, top_k: int = 5, tags: list[str] | None = None,
                      min_score: float | None = None, mode: SearchMode = "hybrid", created_after: str | None = None,
-                     created_before: str | None = None) -> list[ScoredFact]:
+                     created_before: str | None = None, where: dict[str, Any] | None = None,
+                     recency_half_life_days: float | None = None) -> list[ScoredFact]:
         """Best first (equal scores in fact-id order); `min_score` keeps hits whose cosine similarity is at least
-        that, in every mode. Tags and the creation-time range filter both sides inside RediSearch."""
+        that, in every mode. Tags, the creation-time range and `where` filter both sides inside RediSearch; with
+        `recency_half_life_days` the relevance of older facts is discounted (`fusion.with_recency`) over a deeper
+        candidate list, so a newer fact further down can rise."""
         valid(QUERY, query, "query")
         top_k = valid(TOP_K, top_k, "top_k")
-        filters: Filters = (rules.tags(tags), *rules.time_range(created_after, created_before))
         min_score = valid(MIN_SCORE, min_score, "min_score")
         mode = valid(MODE, mode, "mode")
+        half_life = valid(RECENCY, recency_half_life_days, "recency_half_life_days")
+        filters = await self._index.scope(tags, created_after, created_before, where)
+        ask = Ask(top_k, max(top_k, self._ctx.settings.hybrid_candidates) if half_life else top_k, half_life)
         if mode == "hybrid":
-            return await self._hybrid(query, top_k, filters, min_score)
+            return await self._hybrid(query, ask, filters, min_score)
         if mode == "vector":
             vector = (await self._ctx.embed_query(query)).vector
-            knn = knn_command(self._index.name, vector, top_k, filters, whole=True)
+            knn = knn_command(self._index.name, vector, ask.depth, filters, whole=True, also=ask.also)
             raw = await self._one_search("vector search", knn)
             rows = raw_vector_hits(self._ctx, raw)
-            return _hits(ranked((c, c.similarity or 0.0) for c, _ in rows), _by_id(rows), top_k, min_score)
-        command = text_command(self._index.name, query_stems(query), top_k, filters, whole=True)
+            return _hits(ask.rank([(c, c.similarity or 0.0) for c, _ in rows]), _by_id(rows), top_k, min_score)
+        command = text_command(self._index.name, query_stems(query), ask.depth, filters, whole=True, also=ask.also)
         asked, rows = await asyncio.gather(self._ctx.embed_query(query), self._keyword_hits(command, []))
         _similarities([c for c, _ in rows], asked.vector)
-        return _hits(ranked((c, c.bm25 or 0.0) for c, _ in rows), _by_id(rows), top_k, min_score)
+        return _hits(ask.rank([(c, c.bm25 or 0.0) for c, _ in rows]), _by_id(rows), top_k, min_score)
 
     async def similar(self, vector: np.ndarray[Any, Any], exclude: str, threshold: float,
                       limit: int = 3) -> list[SimilarFact]:
         """Up to `limit` facts other than `exclude` whose similarity to `vector` is at least `threshold`."""
-        command = knn_command(self._index.name, vector, limit + 1, ([], None, None))
+        command = knn_command(self._index.name, vector, limit + 1, [])
         raw = await self._one_search("vector search", command)
         near = [c for c, _ in raw_vector_hits(self._ctx, raw)]
         return [SimilarFact(fact_id=c.fact_id, similarity=round(c.similarity or 0.0, 6)) for c in near
                 if c.fact_id != exclude and (c.similarity or 0.0) >= threshold][:limit]
 
-    async def _hybrid(self, query: str, top_k: int, filters: Filters, min_score: float | None) -> list[ScoredFact]:
+    async def _hybrid(self, query: str, ask: Ask, filters: Filters, min_score: float | None) -> list[ScoredFact]:
         """The full text is sent first and runs while the model embeds the query (it needs no vector); its hits
         come back with their vectors and stems, so every candidate's similarity is known when the KNN's answer
         comes."""
         settings = self._ctx.settings
+        top_k = ask.top_k
         depth = max(top_k, settings.hybrid_candidates)
         # Linear fusion needs no more than the top_k nearest: a fact further down by meaning that the full text did
-        # not return either scores below each of them (its similarity is lower, its BM25 at most theirs).
-        nearest = depth if settings.hybrid_fusion == "rrf" else top_k
+        # not return either scores below each of them (its similarity is lower, its BM25 at most theirs). Recency
+        # breaks that (a newer fact further down may rise): it asks as deep as the full text.
+        nearest = depth if settings.hybrid_fusion == "rrf" else ask.depth
         stems = query_stems(query)
-        text = text_command(self._index.name, stems, depth, filters)
+        text = text_command(self._index.name, stems, depth, filters, also=ask.also)
         # Its hits are parsed (and the stems they hold found) as soon as they come, while the model still runs.
         words = asyncio.ensure_future(self._keyword_hits(text, stems))
         try:
             asked = await self._ctx.embed_query(query)
             knn = await self._one_search("vector search",
-                                         knn_command(self._index.name, asked.vector, nearest, filters, whole=True))
+                                         knn_command(self._index.name, asked.vector, nearest, filters, whole=True,
+                                                     also=ask.also))
         except BaseException:
             words.cancel()  # the error the caller gets is this side's, and no full-text reply is left unread
             with suppress(BaseException):
@@ -113,7 +124,7 @@ class Searcher:
             cands = [c for c in cands if c.similarity is not None and c.similarity >= min_score]
         score = (rrf(cands) if settings.hybrid_fusion == "rrf"
                  else linear(cands, settings.hybrid_vector_weight, len(by_words) == depth, settings.hybrid_full_bm25))
-        fused = fuse(cands, score)
+        fused = ask.rank(fuse(cands, score))
         fields.update(await self._read_hits([c.fact_id for c, _ in fused[:top_k] if c.fact_id not in fields]))
         return _hits(fused, fields, top_k, None)
 
@@ -150,7 +161,8 @@ class Searcher:
         holds = Held(asked or [])
         for key, score, fields in reply_rows(raw, scores=True) if raw is not None else []:
             out.append((Candidate(self._ctx.keyspace.fact_id(key), bm25=score, vector=fields.get(VECTOR),
-                                  keyword_rank=len(out) + 1, held=holds(fields.get(STEMS))), fields))
+                                  keyword_rank=len(out) + 1, held=holds(fields.get(STEMS)),
+                                  updated_at=_epoch(fields.get(UPDATED))), fields))
         return out
 
 
@@ -159,8 +171,31 @@ def raw_vector_hits(ctx: StoreContext, raw: Any) -> list[tuple[Candidate, dict[b
     out: list[tuple[Candidate, dict[bytes, Any]]] = []
     for key, _, fields in reply_rows(raw, scores=False):
         out.append((Candidate(ctx.keyspace.fact_id(key), similarity=1.0 - float(fields.get(DISTANCE_FIELD, b"1")),
-                              vector_rank=len(out) + 1), fields))
+                              vector_rank=len(out) + 1, updated_at=_epoch(fields.get(UPDATED))), fields))
     return out
+
+
+@dataclass(frozen=True)
+class Ask:
+    """How deep one search asks its sides and how it ranks what they found: by relevance alone, or (with a
+    half-life) by relevance discounted by age over a deeper list."""
+
+    top_k: int
+    depth: int
+    half_life_days: float | None
+
+    @property
+    def also(self) -> tuple[str, ...]:
+        return (F_UPDATED,) if self.half_life_days else ()
+
+    def rank(self, scored: Ranked) -> Ranked:
+        if self.half_life_days is None:
+            return ranked(scored)
+        return with_recency(scored, self.half_life_days, time.time())
+
+
+def _epoch(raw: bytes | None) -> float | None:
+    return float(raw) if raw else None
 
 
 def _hits(scored: Ranked, fields: dict[str, dict[bytes, Any]], top_k: int, min_score: float | None

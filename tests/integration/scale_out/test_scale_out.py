@@ -23,7 +23,7 @@ from kb_mcp.config import Settings
 from kb_mcp.embeddings.onnx import OnnxMiniLMEmbedding
 from kb_mcp.errors import KbError, OperationTimeout, StartupError
 from kb_mcp.store import KnowledgeStore
-from tests.support.mcp import KB_MCP, http_server, kb_env, text
+from tests.support.mcp import KB_MCP, http_server, in_process, kb_env, text
 from tests.support.redis import RedisServer, free_port
 from tests.support.topology import LocalCluster, LocalSentinel, make_tls_dir, owner_client, running
 
@@ -368,3 +368,36 @@ async def test_tls_works_in_every_mode(kind: str, namespace: str, embedding: Onn
         assert settings.redis_target.tls
         plain = deployment.url.replace("rediss", "redis", 1).split("?")[0]
         await refused(settings.model_copy(update={"redis_url": plain, "timeout_redis": 0.5}), embedding)
+
+
+@pytest.mark.parametrize("deployment", ["cluster", "sentinel"])
+async def test_where_filters_and_delete_facts_on_cluster_and_sentinel(deployment: str, request: pytest.FixtureRequest,
+                                                                      namespace: str,
+                                                                      embedding: OnnxMiniLMEmbedding) -> None:
+    """The metadata filters and the scoped delete work unchanged on a Redis Cluster (the namespace's shard) and
+    behind Sentinel: filter fields written, filtered in both search sides and listings, deleted in batches."""
+    topology: LocalCluster | LocalSentinel = request.getfixturevalue(f"local_{deployment}")
+    settings = Settings(redis_url=topology.url, namespace=namespace, filter_fields="project:tag,priority:numeric")
+    async with in_process(settings, embedding) as (client, _):
+        async def call(tool: str, **arguments: Any) -> dict[str, Any]:
+            result = await client.call_tool(tool, arguments)
+            assert not result.is_error and result.structured_content is not None, text(result)
+            return result.structured_content
+
+        try:
+            await call("store_facts", facts=[{"content": f"Launch note {i} for the {p} project.",
+                                              "metadata": {"project": p, "priority": i}}
+                                             for i in range(12) for p in ("apollo", "gemini")])
+            hits = await call("semantic_search", query="launch note", top_k=50,
+                              where={"project": "apollo", "priority": {"gte": 6}})
+            assert sorted(h["content"] for h in hits["results"]) == sorted(
+                f"Launch note {i} for the apollo project." for i in range(6, 12))
+            listed = await call("get_fact", where={"project": "gemini"}, limit=100)
+            assert len(listed["facts"]) == 12
+            counted = await call("delete_facts", where={"project": "gemini"}, dry_run=True)
+            assert (counted["matched"], counted["deleted"]) == (12, 0)
+            deleted = await call("delete_facts", where={"project": "gemini"})
+            assert (deleted["matched"], deleted["deleted"], deleted["more"]) == (12, 12, False)
+            assert (await call("kb_stats"))["facts"] == 12
+        finally:
+            await call("delete_facts", all=True)

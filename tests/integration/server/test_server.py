@@ -55,10 +55,11 @@ async def test_tools_list_names_params_limits_annotations_and_schemas(client: Cl
     assert set(store.input_schema["properties"]) == {"content", "metadata", "tags", "fact_id", "ttl_s"}
     assert get.input_schema.get("required", []) == []
     assert set(get.input_schema["properties"]) == {"fact_id", "query", "tags", "limit", "cursor", "created_after",
-                                                   "created_before"}
+                                                   "created_before", "where"}
     assert search.input_schema["required"] == ["query"]
     assert set(search.input_schema["properties"]) == {"query", "top_k", "tags", "min_score", "mode",
-                                                      "created_after", "created_before"}
+                                                      "created_after", "created_before", "where",
+                                                      "recency_half_life_days"}
     assert search.input_schema["properties"]["mode"]["enum"] == ["hybrid", "vector", "keyword"]
     assert delete.input_schema["required"] == ["fact_id"]
     top_k = search.input_schema["properties"]["top_k"]
@@ -72,6 +73,10 @@ async def test_tools_list_names_params_limits_annotations_and_schemas(client: Cl
         assert tools[name].annotations and tools[name].annotations.read_only_hint is True
     assert store.annotations and store.annotations.read_only_hint is False and store.annotations.idempotent_hint
     assert delete.annotations and delete.annotations.destructive_hint and delete.annotations.idempotent_hint
+    scoped = tools["delete_facts"]
+    assert scoped.annotations and scoped.annotations.destructive_hint and not scoped.annotations.read_only_hint
+    assert set(scoped.input_schema["properties"]) == {"fact_ids", "tags", "created_before", "created_after", "where",
+                                                      "all", "dry_run"}
     for tool in tools.values():
         assert tool.title and tool.description and len(tool.description) > 60
         assert tool.output_schema and tool.output_schema["type"] == "object"
