@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from kb_mcp.errors import InvalidInput
+from kb_mcp.errors import InvalidInput, NotFound
 from kb_mcp.facts import rules
 from kb_mcp.facts.identity import content_hash, derived_id
 from kb_mcp.facts.models import Fact, Scalar, SimilarFact, StoredFact, UpdatedFact
@@ -22,7 +22,7 @@ from kb_mcp.store.listing import Reader
 from kb_mcp.store.records import Record, build_record, format_ts, to_datetime, vector_bytes
 from kb_mcp.store.schema import F_EXPIRES
 from kb_mcp.store.search.searcher import Searcher
-from kb_mcp.store.writes import PutMode, Writer
+from kb_mcp.store.writes import PUT_MISSING, PutMode, Writer
 
 # Per embedding call on the bulk path: at most this many texts and tokens, so that one call stays well inside
 # KB_TIMEOUT_INDEX whether the facts are one-line notes or 256-token abstracts (docs/retrieval.md, Memory).
@@ -103,8 +103,10 @@ class Ingest:
                               old.tags if new_tags is None else new_tags, stored, updated_at=now, doc_id=old.doc_id,
                               expires_at=expires)
         put, similar = await asyncio.gather(
-            self._writer.put(fact_id, record, "upsert", now, content_hash(text)),
+            self._writer.put(fact_id, record, "update", now, content_hash(text)),
             self._similar({0: (vector, fact_id)} if vector is not None else {}))
+        if put.status == PUT_MISSING:  # deleted between the read and the write: it stays deleted
+            raise NotFound(fact_id)
         return UpdatedFact(fact_id=fact_id, created=False, created_at=to_datetime(put.created_at),
                            updated_at=to_datetime(now), expires_at=to_datetime(expires) if expires else None,
                            similar=similar.get(0, []), re_embedded=re_embed)

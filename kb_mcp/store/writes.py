@@ -25,7 +25,8 @@ from kb_mcp.store.replies import as_text
 from kb_mcp.store.schema import F_CREATED, F_HASH, F_META, F_MODEL
 
 WRITE_BATCH = 256  # facts per pipeline on the bulk paths
-PutMode = Literal["upsert", "create", "replace"]
+PUT_MISSING = -3  # the put script's answer to an 'update' of a fact that does not exist
+PutMode = Literal["upsert", "update", "create", "replace"]
 
 # Write one fact atomically. KEYS[1] the fact's key, KEYS[2] its content's dedup key (-> the id of a fact with that
 # content), KEYS[3] the namespace's model record; ARGV: mode, now, content_hash, fact key prefix, TTL in ms (0:
@@ -36,6 +37,8 @@ PutMode = Literal["upsert", "create", "replace"]
 #   'create'  a fact with this content already exists (any id): a dedup hit        -> {0, created_at, its id}
 #             else write only if absent; the same content there is a dedup hit     -> {0, created_at}
 #             other content at that id                                              -> {-1, created_at}
+#   'update'  as 'upsert', but only a fact that exists (update_fact: one deleted meanwhile is not written again)
+#                                                                                   -> {0, created_at} | {-3, ''}
 #   'replace' replace the hash with exactly the given fields (import, documents)   -> {1, now}
 # DEL + HSET in one script: stale fields never linger and a fact and its vector can never disagree. The dedup key
 # makes "same content, no id" atomic against any concurrent store of that content, with or without an id.
@@ -66,6 +69,7 @@ if mode == 'create' then
   end
 end
 local existing = redis.call('HGET', KEYS[1], '$created')
+if mode == 'update' and not existing then return {-3, ''} end
 if existing and mode == 'create' then
   if redis.call('HGET', KEYS[1], '$hash') == chash then
     claim()
@@ -120,7 +124,8 @@ FilterUpdate = tuple[bytes, bytes, list[str], dict[str, str]]  # key, metadata J
 @dataclass(frozen=True)
 class PutResult:
     """What the put script answered: `status` 1 created, 0 existed (updated, or a dedup hit), -1 the id is taken by
-    other content; `owner` is the id of an existing fact with the same content (a dedup hit on another id)."""
+    other content, -3 no such fact to update; `owner` is the id of an existing fact with the same content (a dedup
+    hit on another id)."""
 
     status: int
     created_at: str

@@ -22,7 +22,7 @@ from starlette.responses import PlainTextResponse
 
 from kb_mcp.config import Settings
 from kb_mcp.embeddings.base import KbEmbedding, Vectors
-from kb_mcp.errors import InvalidInput, StoreUnavailable
+from kb_mcp.errors import InvalidInput, NotFound, StoreUnavailable
 from kb_mcp.server import tools
 from kb_mcp.store import KnowledgeStore
 from kb_mcp.store.transfer import Transfer
@@ -252,3 +252,44 @@ async def test_search_runs_under_the_index_deadline(settings: Settings, embeddin
             before = (ops("index"), ops("redis"))
             await client.call_tool("semantic_search", {"query": f"deadline {mode}", "mode": mode})
             assert ops("index") - before[0] >= index_ops and ops("redis") == before[1], mode
+
+
+class DeletingEmbedding(KbEmbedding):
+    """The real model, which first deletes a fact through another client: a delete landing while update_fact
+    embeds its new content (between its read and its write)."""
+
+    model_name: str = "deleting"
+    _inner: KbEmbedding = PrivateAttr()
+    _victim: tuple[aioredis.Redis, str] | None = PrivateAttr(default=None)
+
+    def __init__(self, inner: KbEmbedding) -> None:
+        super().__init__(dim=inner.dim)
+        self._inner = inner
+
+    def delete_next(self, client: aioredis.Redis, key: str) -> None:
+        self._victim = (client, key)
+
+    async def aembed(self, texts: list[str]) -> Vectors:
+        if self._victim is not None:
+            client, key = self._victim
+            self._victim = None
+            await client.delete(key)
+        return await self._inner.aembed(texts)
+
+    def tokens(self, text: str) -> list[Any]:
+        return self._inner.tokens(text)
+
+
+async def test_a_fact_deleted_during_update_fact_stays_deleted(settings: Settings, embedding: Any,
+                                                               raw_redis: aioredis.Redis) -> None:
+    model = DeletingEmbedding(embedding)
+    async with KnowledgeStore.open(settings, embedding=model) as kb:
+        try:
+            await kb.store_fact("The office plant is watered on Mondays.", fact_id="plant")
+            model.delete_next(raw_redis, kb.key("plant"))
+            with pytest.raises(NotFound):
+                await kb.update_fact("plant", content="The office plant is watered on Thursdays.")
+            assert await raw_redis.exists(kb.key("plant")) == 0
+            assert await kb.count() == 0
+        finally:
+            await kb.drop_namespace()
