@@ -125,6 +125,19 @@ class Settings(BaseSettings):
         "HTTP: every MCP request needs `Authorization: Bearer <token>` (at least 16 characters)")] = None
     auth_tokens_file: Annotated[Path | None, _doc(
         "HTTP, several tenants: JSON `{\"<token>\": {\"namespace\": \"team-a\", \"read_only\": false}}`")] = None
+    public_url: Annotated[str | None, _doc(
+        "HTTP: the URL clients reach this server at, without `/mcp` (behind a proxy: `https://kb.example.com`); "
+        "default `http://<host>:<port>`. The OAuth resource (and default audience) is this plus `/mcp`")] = None
+    oauth_issuer: Annotated[str | None, _doc(
+        "HTTP, OAuth 2.1 resource server: the authorization server whose JWT access tokens are accepted (the `iss` "
+        "claim, exactly); needs KB_OAUTH_JWKS")] = None
+    oauth_jwks: Annotated[str | None, _doc(
+        "the issuer's signing keys: a JWKS file path or an `https://` URL (`http://` on loopback only), cached and "
+        "fetched again when a token names an unknown `kid`")] = None
+    oauth_audience: Annotated[str | None, _doc(
+        "the `aud` a token must carry (RFC 8707); default: the public `/mcp` URL")] = None
+    oauth_namespace_claim: Annotated[str, Field(min_length=1, max_length=128), _doc(
+        "the claim naming the namespace a token may use; a token without it uses KB_NAMESPACE")] = "kb_namespace"
     max_concurrency: Annotated[int, Field(ge=1, le=100_000), _doc(
         "tool calls in flight per process; beyond it callers get a fast \"server busy, retry\"")] = 256
     max_request_bytes: Annotated[int, Field(ge=1024), _doc("HTTP request body limit")] = 1_048_576
@@ -155,7 +168,7 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 16 characters; make one with: openssl rand -hex 24")
         return value
 
-    @field_validator("embedding_url")
+    @field_validator("embedding_url", "public_url", "oauth_issuer")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

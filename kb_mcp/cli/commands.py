@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 from kb_mcp import __version__
 from kb_mcp.config import Settings
+from kb_mcp.connection.url import is_loopback
 from kb_mcp.errors import KbError, StartupError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -34,10 +34,11 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
             start_http_server(settings.metrics_port, addr="127.0.0.1", registry=holder.metrics.registry)
         anyio.run(mcp.run_stdio_async)
         return EXIT_OK
-    has_auth = settings.auth_token is not None or settings.auth_tokens_file is not None
-    if not _is_loopback(args.host) and not has_auth and not args.allow_unauthenticated:
+    has_auth = any(v is not None for v in (settings.auth_token, settings.auth_tokens_file, settings.oauth_issuer))
+    if not is_loopback(args.host) and not has_auth and not args.allow_unauthenticated:
         print(f"kb-mcp: refusing to serve {args.host} without authentication: set KB_AUTH_TOKEN (or "
-              "KB_AUTH_TOKENS_FILE), or pass --allow-unauthenticated if a proxy in front authenticates",
+              "KB_AUTH_TOKENS_FILE, or KB_OAUTH_ISSUER + KB_OAUTH_JWKS), or pass --allow-unauthenticated if a "
+              "proxy in front authenticates",
               file=sys.stderr)
         return EXIT_USAGE
     if args.stateless:
@@ -55,7 +56,7 @@ def _serve_http(settings: Settings, host: str, port: int) -> int:
     if problem is not None:
         print(f"kb-mcp: {problem}", file=sys.stderr)
         return EXIT_FAIL
-    mcp, holder = build_server(settings, issuer_url=f"http://{host}:{port}")
+    mcp, holder = build_server(settings, public_url=f"http://{host}:{port}")
     app = http_app(mcp, holder, settings, host)
     mode = "stateless " if settings.http_stateless else ""
     print(f"kb-mcp {__version__}: {mode}streamable HTTP on http://{host}:{port}/mcp (health: /health, metrics: "
@@ -85,15 +86,6 @@ def _why_not_servable(settings: Settings) -> str | None:
         return None
 
     return asyncio.run(check())
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # ---------------------------------------------------------------- store commands

@@ -14,6 +14,7 @@ A foundation module: nothing of kb-mcp is imported here.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -104,3 +105,13 @@ def _db(text: str) -> int:
     if not text.isdigit():
         raise ValueError(f"has a bad database number {text!r} (a number, e.g. /0)")
     return int(text)
+
+
+def is_loopback(host: str) -> bool:
+    """Is `host` this machine only (localhost, 127.0.0.0/8, ::1)?"""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

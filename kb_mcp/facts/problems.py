@@ -14,7 +14,7 @@ _UNION_MEMBERS = {"str", "int", "float", "bool", "none"}
 _KINDS = {"string_type": "a string", "int_type": "an integer", "int_parsing": "an integer",
           "int_from_float": "an integer", "float_type": "a number", "float_parsing": "a number",
           "bool_type": "true or false", "bool_parsing": "true or false", "list_type": "a list",
-          "dict_type": "a JSON object", "none_required": "null"}
+          "dict_type": "a JSON object"}
 
 
 def problems(exc: ValidationError, base: str = "", rules: dict[str, str] | None = None) -> dict[str, str]:
@@ -31,15 +31,16 @@ def problems(exc: ValidationError, base: str = "", rules: dict[str, str] | None 
         found.setdefault(field, _problem(err, rules or {}))
     for field, members in kinds.items():
         if not found[field]:
-            wanted = _wanted(set(members))
-            found[field] = f"must be {wanted} (got {_kind_of(_input(exc, field, base))})"
+            given = _input(exc, field, base)
+            found[field] = f"must be {_wanted(set(members), given)} (got {_kind_of(given)})"
     return found
 
 
-def _wanted(members: set[str]) -> str:
-    """What a union of scalars accepts, in words (a metadata value may be null, a where value may not)."""
+def _wanted(members: set[str], given: Any) -> str:
+    """What a union of scalars accepts, in words; a null refused says so (a metadata value may be null, a where
+    value may not)."""
     if {"a string", "a number"} <= members:
-        return SCALAR if "null" in members else "a string, number or boolean"
+        return SCALAR if given is not None else "a string, number or boolean"
     return _or(sorted(members))
 
 

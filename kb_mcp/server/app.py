@@ -12,20 +12,23 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-from mcp.server.auth.settings import AuthSettings
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.caching import CacheHint
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import AnyHttpUrl, ValidationError
+from mcp.types import Tool as MCPTool
+from pydantic import ValidationError
 
 from kb_mcp import __version__
 from kb_mcp.config import Settings
 from kb_mcp.embeddings.base import KbEmbedding
 from kb_mcp.errors import InternalError, KbError
 from kb_mcp.server.argument_errors import describe
-from kb_mcp.server.auth import StaticTokenVerifier, Tenant, load_tokens
+from kb_mcp.server.auth import WRITE_SCOPE, Tenant, load_tokens
 from kb_mcp.server.call import AppState, StateHolder
 from kb_mcp.server.metrics import Metrics
+from kb_mcp.server.oauth import auth_for
 from kb_mcp.server.resources import FACT_URI, STATS_URI, fact_resource, read_stats
 from kb_mcp.server.tools import (
     delete_fact,
@@ -47,6 +50,11 @@ Errors are explained in the result text; a 'retry' hint means the store was brie
 may succeed shortly."""
 
 METRICS_REFRESH_S = 5.0
+# What a caller lists and reads depends on its token (its namespace, its scopes) and facts change at any time: every
+# cacheable result is private to the caller's authorization and stale at once. That is the SDK's default today;
+# said here so that a change of default cannot share one tenant's tools or facts with another.
+PER_CALLER = {method: CacheHint(ttl_ms=0, scope="private")
+              for method in ("tools/list", "resources/list", "resources/templates/list", "resources/read")}
 UNKNOWN_TOOL = "(unknown)"
 log = logging.getLogger("kb_mcp.server")
 
@@ -92,11 +100,22 @@ class KbServer(MCPServer[AppState]):
         super().__init__(*args, **kwargs)
         self.metrics = metrics
         self._accepted: dict[str, frozenset[str]] = {}
+        self._writes: set[str] = set()
 
     def add_kb_tool(self, fn: Callable[..., Any], hints: ToolAnnotations) -> None:
         names = set(inspect.signature(fn).parameters)
         self._accepted[fn.__name__] = frozenset(names - {"ctx"})
+        if not hints.read_only_hint:
+            self._writes.add(fn.__name__)
         self.add_tool(fn, title=hints.title, annotations=hints)
+
+    async def list_tools(self) -> list[MCPTool]:
+        """The tools this caller may use: a token without kb:write (a read-only tenant) sees no write tools."""
+        tools = await super().list_tools()
+        token = get_access_token()
+        if token is None or WRITE_SCOPE in token.scopes:
+            return tools
+        return [tool for tool in tools if tool.name not in self._writes]
 
     async def call_tool(self, name: str, arguments: dict[str, Any],
                         context: Context[AppState, Any] | None = None) -> Any:
@@ -123,12 +142,13 @@ class KbServer(MCPServer[AppState]):
 
 
 def build_server(settings: Settings, *, embedding: KbEmbedding | None = None,
-                 issuer_url: str = "http://127.0.0.1:8765") -> tuple[KbServer, StateHolder]:
+                 public_url: str = "http://127.0.0.1:8765") -> tuple[KbServer, StateHolder]:
     """The MCP server for `settings` and a holder through which HTTP routes see its state. Nothing is connected
-    until the lifespan runs (once per stdio connection, once per process for streamable HTTP)."""
+    until the lifespan runs (once per stdio connection, once per process for streamable HTTP). `public_url`: where
+    HTTP clients reach it (KB_PUBLIC_URL wins)."""
     metrics = Metrics()
-    tokens = load_tokens(settings)
-    holder = StateHolder(metrics=metrics, tokens=tokens)
+    found = auth_for(settings, load_tokens(settings), public_url)
+    holder = StateHolder(metrics=metrics, verifier=found[0] if found else None)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -145,12 +165,9 @@ def build_server(settings: Settings, *, embedding: KbEmbedding | None = None,
                 if refresher is not None:
                     refresher.cancel()
 
-    auth: dict[str, Any] = {}
-    if tokens:
-        auth = {"token_verifier": StaticTokenVerifier(tokens),
-                "auth": AuthSettings(issuer_url=AnyHttpUrl(issuer_url), resource_server_url=None)}
+    auth: dict[str, Any] = {"token_verifier": found[0], "auth": found[1]} if found else {}
     mcp = KbServer("kb-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
-                   log_level=settings.log_level, metrics=metrics, **auth)
+                   log_level=settings.log_level, metrics=metrics, cache_hints=PER_CALLER, **auth)
     for fn, hints in READ_TOOLS + ([] if settings.read_only else WRITE_TOOLS):  # KB_READ_ONLY: the read tools only
         mcp.add_kb_tool(fn, hints)
     mcp.resource(FACT_URI, name="fact", title="A fact", mime_type="text/markdown",

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcp.server.auth.provider import TokenVerifier
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
@@ -51,7 +52,7 @@ class StateHolder:
     """Lets HTTP routes (/health, /metrics) reach the lifespan's state without a module-level global."""
 
     metrics: Metrics
-    tokens: dict[str, Tenant]
+    verifier: TokenVerifier | None  # None: no authentication
     state: AppState | None = None
 
 
@@ -68,7 +69,8 @@ async def tool_call(ctx: Context[AppState, Any], tool: str, *, write: bool = Fal
     limit = app.settings.timeouts.tool_s
     try:
         if write and tenant.read_only:
-            raise InvalidInput("tool", f"{tool} is not allowed: this server or token is read-only")
+            raise InvalidInput("tool", f"{tool} is not allowed: this server or token is read-only (writing "
+                                       "needs the kb:write scope)")
         if app.in_flight >= app.settings.max_concurrency:
             raise ServerBusy(app.settings.max_concurrency)
         app.in_flight += 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.routes import create_protected_resource_routes
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -14,7 +16,7 @@ from kb_mcp import __version__
 from kb_mcp.config import Settings
 from kb_mcp.errors import KbError
 from kb_mcp.server.app import KbServer, refresh_metrics
-from kb_mcp.server.auth import StaticTokenVerifier, Tenant
+from kb_mcp.server.auth import READ_SCOPE, WRITE_SCOPE
 from kb_mcp.server.call import StateHolder
 from kb_mcp.server.metrics import CONTENT_TYPE
 
@@ -30,23 +32,29 @@ def http_app(mcp: KbServer, holder: StateHolder, settings: Settings, host: str) 
         return await _health(holder)
 
     async def metrics(request: Request) -> Response:
-        if holder.tokens and not await _authorised(request, holder.tokens):
+        if holder.verifier is not None and not await _authorised(request, holder.verifier):
             return JSONResponse({"error": "unauthorized"}, status_code=401,
                                 headers={"WWW-Authenticate": 'Bearer realm="kb-mcp"'})
         await refresh_metrics(holder)
         return Response(holder.metrics.render(), media_type=CONTENT_TYPE)
 
+    auth = mcp.settings.auth
+    if auth is not None and auth.resource_server_url is not None:  # RFC 9728 metadata naming both scopes (the
+        # SDK's own route lists only the required one, kb:read); ahead of it, so this one answers
+        app.router.routes[:0] = create_protected_resource_routes(
+            resource_url=auth.resource_server_url, authorization_servers=[auth.issuer_url],
+            scopes_supported=[READ_SCOPE, WRITE_SCOPE], resource_name="kb-mcp")
     app.add_route("/health", health, methods=["GET"], include_in_schema=False)
     app.add_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     return app
 
 
-async def _authorised(request: Request, tokens: dict[str, Tenant]) -> bool:
+async def _authorised(request: Request, verifier: TokenVerifier) -> bool:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         return False
-    return await StaticTokenVerifier(tokens).verify_token(token) is not None
+    return await verifier.verify_token(token) is not None
 
 
 async def _health(holder: StateHolder) -> Response:

@@ -67,8 +67,8 @@ def test_a_port_taken_by_something_else_names_the_variable(tmp_path: Path) -> No
      "metadata.deep must be a string, number, boolean or null (got an object)"),
     ("get_fact", {"limit": 0, "cursor": "x" * 600}, "limit must be >= 1 (got 0); cursor must have at most 512"),
     ("get_fact", {"factId": "x"}, "invalid arguments for get_fact: unknown argument(s) 'factId'"),
-    ("remember", {}, "unknown tool 'remember'; the tools are: delete_fact, get_fact, kb_stats, semantic_search, "
-                     "store_fact"),
+    ("remember", {}, "unknown tool 'remember'; the tools are: delete_fact, delete_facts, get_fact, kb_stats, "
+                     "semantic_search, store_fact, store_facts, update_fact"),
 ])
 async def test_argument_mistakes_are_sentences(settings: Settings, embedding: Any, tool: str, args: dict[str, Any],
                                                sentence: str) -> None:
