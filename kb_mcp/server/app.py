@@ -147,7 +147,8 @@ def build_server(settings: Settings, *, embedding: KbEmbedding | None = None,
     until the lifespan runs (once per stdio connection, once per process for streamable HTTP). `public_url`: where
     HTTP clients reach it (KB_PUBLIC_URL wins)."""
     metrics = Metrics()
-    found = auth_for(settings, load_tokens(settings), public_url)
+    found = auth_for(settings, load_tokens(settings), public_url,
+                     refused=lambda reason: metrics.tokens_refused.labels(reason).inc())
     holder = StateHolder(metrics=metrics, verifier=found[0] if found else None)
 
     @asynccontextmanager

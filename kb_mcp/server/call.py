@@ -56,6 +56,12 @@ class StateHolder:
     state: AppState | None = None
 
 
+def metrics_of(ctx: Context[AppState, Any]) -> Metrics:
+    """The server's metrics, for a tool that counts what it did (facts deleted, updates embedded again)."""
+    app: AppState = ctx.request_context.lifespan_context
+    return app.metrics
+
+
 @asynccontextmanager
 async def tool_call(ctx: Context[AppState, Any], tool: str, *, write: bool = False,
                     error: type[Exception] = ToolError) -> AsyncIterator[KnowledgeStore]:

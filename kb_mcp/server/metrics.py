@@ -33,6 +33,11 @@ class Metrics:
         self.pool_max = Gauge("kb_redis_pool_connections_max", "Redis pool size limit", registry=r)
         self.facts = Gauge("kb_facts", "Facts in the namespace index", ["namespace"], registry=r)
         self.in_flight = Gauge("kb_tool_calls_in_flight", "Tool calls being served", registry=r)
+        self.facts_deleted = Counter("kb_facts_deleted_total", "Facts deleted, by tool", ["tool"], registry=r)
+        self.fact_updates = Counter("kb_fact_updates_total", "update_fact calls, by whether the content was embedded "
+                                    "again", ["re_embedded"], registry=r)
+        self.tokens_refused = Counter("kb_auth_tokens_refused_total", "Bearer tokens refused, by reason",
+                                      ["reason"], registry=r)
         self.query_cache = Gauge("kb_query_embedding_cache", "Query embedding cache lookups by result",
                                  ["result"], registry=r)
         self.query_cache_hit_ratio = Gauge("kb_query_embedding_cache_hit_ratio",

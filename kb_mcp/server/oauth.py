@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -94,7 +95,8 @@ class JwksSource:
 class JwtVerifier:
     """Verifies JWT access tokens (SDK `TokenVerifier` protocol); None for any token it does not accept."""
 
-    def __init__(self, settings: Settings, resource_url: str) -> None:
+    def __init__(self, settings: Settings, resource_url: str, refused: Callable[[str], None] = lambda why: None
+                 ) -> None:
         if not settings.oauth_issuer or not settings.oauth_jwks:
             raise StartupError("OAuth needs both KB_OAUTH_ISSUER and KB_OAUTH_JWKS")
         self._issuer = settings.oauth_issuer
@@ -102,38 +104,49 @@ class JwtVerifier:
         self._claim = settings.oauth_namespace_claim
         self._namespace = settings.namespace
         self._keys = JwksSource(settings.oauth_jwks, settings)
+        self._refused = refused
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            return None
+            return self._refuse("malformed", "not a JWT")
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in ALGORITHMS:
-            log.info("token refused: algorithm %r is not accepted", alg)
-            return None
+            return self._refuse("algorithm", f"algorithm {alg!r} is not accepted")
         key = await self._keys.key(kid if isinstance(kid, str) else None)
         if key is None:
-            log.info("token refused: no key %r in the issuer's JWKS", kid)
-            return None
+            return self._refuse("unknown_key", f"no key {kid!r} in the issuer's JWKS")
         if key.algorithm_name != alg:  # an RSA key never verifies an EC token, nor RS256 a PS256 one
-            log.info("token refused: key %r is for %s, the token says %s", kid, key.algorithm_name, alg)
-            return None
+            return self._refuse("algorithm", f"key {kid!r} is for {key.algorithm_name}, the token says {alg}")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token, key=key.key, algorithms=[alg], audience=self.audience, issuer=self._issuer, leeway=LEEWAY_S,
                 options={"require": ["exp", "iss", "aud"]})
         except jwt.PyJWTError as exc:
-            log.info("token refused: %s", exc)
-            return None
+            return self._refuse(_REASONS.get(type(exc), "invalid"), str(exc))
         namespace = claims.get(self._claim, self._namespace)
         if not isinstance(namespace, str) or not re.match(NAMESPACE_PATTERN, namespace):
-            log.info("token refused: claim %s is not a namespace", self._claim)
-            return None
+            return self._refuse("namespace", f"claim {self._claim} is not a namespace")
         return AccessToken(token="<redacted>", client_id=_client_of(claims), scopes=_scopes_of(claims),
                            expires_at=int(claims["exp"]), resource=self.audience,
                            subject=str(claims["sub"]) if "sub" in claims else None,
                            claims={NAMESPACE_CLAIM: namespace, "iss": self._issuer})
+
+
+    def _refuse(self, reason: str, detail: str) -> AccessToken | None:
+        """No token: logged (never the token itself) and counted by `reason`."""
+        log.info("token refused: %s", detail)
+        self._refused(reason)
+        return None
+
+
+_REASONS: dict[type[Exception], str] = {
+    jwt.InvalidSignatureError: "signature", jwt.ExpiredSignatureError: "expired",
+    jwt.ImmatureSignatureError: "not_yet_valid", jwt.InvalidIssuerError: "issuer",
+    jwt.InvalidAudienceError: "audience", jwt.MissingRequiredClaimError: "missing_claim",
+    jwt.DecodeError: "malformed",
+}
 
 
 class ChainVerifier:
@@ -165,7 +178,8 @@ def resource_url(settings: Settings, public_url: str) -> str:
     return (settings.public_url or public_url).rstrip("/") + "/mcp"
 
 
-def auth_for(settings: Settings, tokens: dict[str, Tenant], public_url: str) -> tuple[Any, AuthSettings] | None:
+def auth_for(settings: Settings, tokens: dict[str, Tenant], public_url: str,
+             refused: Callable[[str], None] = lambda why: None) -> tuple[Any, AuthSettings] | None:
     """The token verifier and the SDK's auth settings for `settings` (None: no authentication). With OAuth the
     server is a resource server: the SDK publishes its Protected Resource Metadata and answers 401 with
     `WWW-Authenticate: Bearer resource_metadata=...`, and 403 `insufficient_scope` to a token without kb:read."""
@@ -174,7 +188,7 @@ def auth_for(settings: Settings, tokens: dict[str, Tenant], public_url: str) -> 
             return None
         return StaticTokenVerifier(tokens), AuthSettings(issuer_url=AnyHttpUrl(public_url), resource_server_url=None)
     resource = resource_url(settings, public_url)
-    jwts = JwtVerifier(settings, resource)
+    jwts = JwtVerifier(settings, resource, refused)
     verifier = ChainVerifier(StaticTokenVerifier(tokens), jwts) if tokens else jwts
     # From strings: AuthSettings keeps a path-less issuer as written (RFC 8414 compares issuers exactly; a parsed
     # AnyHttpUrl would gain a trailing slash).

@@ -30,7 +30,7 @@ from kb_mcp.facts.rules import (
     TtlUpdate,
     Where,
 )
-from kb_mcp.server.call import AppState, tool_call
+from kb_mcp.server.call import AppState, metrics_of, tool_call
 from kb_mcp.server.results import Fitted, fit
 from kb_mcp.store import DeleteReport, StoreStats
 
@@ -182,6 +182,7 @@ async def update_fact(
     makes it permanent. An unknown fact_id is an error and nothing is created."""
     async with tool_call(ctx, "update_fact", write=True) as store:
         saved = await store.update_fact(fact_id, content=content, tags=tags, metadata=metadata, ttl_s=ttl_s)
+    metrics_of(ctx).fact_updates.labels(str(saved.re_embedded).lower()).inc()
     out = _stored_out(saved)
     return UpdateFactResult(**out.model_dump(), re_embedded=saved.re_embedded)
 
@@ -267,6 +268,7 @@ async def delete_fact(fact_id: FactId, ctx: Context[AppState, Any]) -> DeleteRes
     error (deleted: false)."""
     async with tool_call(ctx, "delete_fact", write=True) as store:
         deleted = await store.delete_fact(fact_id)
+    metrics_of(ctx).facts_deleted.labels("delete_fact").inc(int(deleted))
     return DeleteResult(fact_id=fact_id, deleted=deleted)
 
 
@@ -285,8 +287,10 @@ async def delete_facts(
     dry_run=true first to see how many match. A very large match is deleted over several calls: more=true means
     call again with the same filters."""
     async with tool_call(ctx, "delete_facts", write=True) as store:
-        return await store.delete_facts(fact_ids=fact_ids, tags=tags, created_after=created_after,
-                                        created_before=created_before, where=where, all=all, dry_run=dry_run)
+        report = await store.delete_facts(fact_ids=fact_ids, tags=tags, created_after=created_after,
+                                          created_before=created_before, where=where, all=all, dry_run=dry_run)
+    metrics_of(ctx).facts_deleted.labels("delete_facts").inc(report.deleted)
+    return report
 
 
 async def kb_stats(ctx: Context[AppState, Any]) -> StoreStats:

@@ -116,6 +116,8 @@ async def test_resource_server_metadata_401_403_scopes_tenancy_and_rotation(sett
             async with httpx.AsyncClient() as plain:
                 scraped = await plain.get(base + "/metrics", headers={"Authorization": f"Bearer {writer_a}"})
                 assert scraped.status_code == 200
+                for reason in ("expired", "audience", "issuer", "malformed"):  # counted, by reason
+                    assert f'kb_auth_tokens_refused_total{{reason="{reason}"}} 1.0' in scraped.text, reason
     await drop(raw_redis, team_a, team_b)
 
 

@@ -52,7 +52,7 @@ async def test_store_facts_is_all_or_nothing_and_in_order(settings: Settings, em
 async def test_update_fact_changes_only_what_it_is_given(settings: Settings, embedding: Any,
                                                          raw_redis: aioredis.Redis) -> None:
     key = f"{{{settings.namespace}}}:fact:pref.editor"
-    async with in_process(settings, embedding) as (client, _):
+    async with in_process(settings, embedding) as (client, holder):
         first = await client.call_tool("store_fact", {"content": "Sam edits code in Vim.", "fact_id": "pref.editor",
                                                       "tags": ["prefs"], "metadata": {"source": "chat"}})
         assert first.structured_content
@@ -72,6 +72,9 @@ async def test_update_fact_changes_only_what_it_is_given(settings: Settings, emb
         rewritten = await client.call_tool("update_fact", {"fact_id": "pref.editor", "ttl_s": 0,
                                                            "content": "Sam moved from Vim to Helix last spring."})
         assert rewritten.structured_content and rewritten.structured_content["re_embedded"] is True
+        counted = holder.metrics.render().decode()
+        assert 'kb_fact_updates_total{re_embedded="true"} 1.0' in counted
+        assert 'kb_fact_updates_total{re_embedded="false"} 1.0' in counted
         assert rewritten.structured_content["expires_at"] is None and await raw_redis.pttl(key) == -1
         assert await raw_redis.hget(key, "vector") != vector
         hits = (await client.call_tool("semantic_search", {"query": "which editor does Sam use now?",

@@ -144,7 +144,7 @@ async def test_changed_filter_fields_are_detected_and_reindex_applies_them(make_
 async def test_delete_facts_scopes_dry_runs_and_refuses_no_scope(make_settings: Callable[..., Settings],
                                                                  embedding: Any, raw_redis: aioredis.Redis) -> None:
     settings = make_settings(filter_fields=FILTERS)
-    async with in_process(settings, embedding) as (client, _):
+    async with in_process(settings, embedding) as (client, holder):
         await fill(client)
         await call(client, "store_fact", fact_id="Apollo.Launch", content="A fact whose id differs only in case.")
         message = await refused(client, "delete_facts")
@@ -171,6 +171,7 @@ async def test_delete_facts_scopes_dry_runs_and_refuses_no_scope(make_settings: 
         assert len(dedup) == 3  # each deleted fact took its dedup pointer with it
         everything = await call(client, "delete_facts", all=True)
         assert (everything["matched"], everything["deleted"], everything["more"]) == (3, 3, False)
+        assert 'kb_facts_deleted_total{tool="delete_facts"} 5.0' in holder.metrics.render().decode()
         assert (await call(client, "kb_stats"))["facts"] == 0
         assert await raw_redis.keys(f"{{{settings.namespace}}}:dedup:*") == []
 
