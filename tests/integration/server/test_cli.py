@@ -126,6 +126,12 @@ def test_doctor_warns_when_the_index_was_built_with_other_settings(settings: Set
     assert "kb-mcp reindex" in result.stdout
     assert run(settings, "reindex").returncode == 0
     assert "index settings" not in run(settings, "doctor").stdout
+    declared = {"KB_FILTER_FIELDS": "project:tag,priority:numeric"}  # declared after the index was built
+    result = run(settings, "doctor", **declared)
+    assert "WARN  index settings" in result.stdout and "filter fields (none) (configured KB_FILTER_FIELDS=" \
+        "priority:numeric,project:tag)" in result.stdout, result.stdout
+    assert run(settings, "reindex", **declared).returncode == 0
+    assert "index settings" not in run(settings, "doctor", **declared).stdout
 
 
 def test_eval_measures_every_mode_on_a_built_in_set_and_on_your_pairs(settings: Settings, tmp_path: Path,
