@@ -1,5 +1,6 @@
-"""Agent memory across sessions: session 1 learns facts about a user, session 2 (a new connection, as a new chat
-would be) recalls them by meaning. Each session is a separate stdio `kb-mcp` process.
+"""Agent memory across sessions: session 1 learns facts about a user and corrects one in place (update_fact),
+session 2 (a new connection, as a new chat would be) recalls them by meaning, preferring what changed recently.
+Each session is a separate stdio `kb-mcp` process.
 
     .venv/bin/python examples/agent_memory.py    # each session launches kb-mcp through scripts/run.sh, which
                                                  # starts (or reuses) the same local Redis (REDIS_PORT, default 6379)
@@ -48,13 +49,19 @@ async def session_one() -> None:
         if similar:
             print("already known as", similar[0]["fact_id"], "- updating that one instead")
             await kb.call_tool("delete_fact", {"fact_id": (again.structured_content or {})["fact_id"]})
+        # Something changed: edit the fact in place (only the content is sent; tags and created_at are kept).
+        moved = await kb.call_tool("update_fact", {"fact_id": "user.timezone",
+                                                   "content": "Ada moved from Lisbon to Tokyo (Asia/Tokyo timezone)."})
+        print("updated user.timezone, embedded again:", (moved.structured_content or {}).get("re_embedded"))
 
 
 async def session_two() -> None:
     async with Client(SERVER) as kb:
         for question in QUESTIONS:
+            # recency_half_life_days: of two equally relevant facts, the recently updated one comes first
             result = await kb.call_tool("semantic_search", {"query": question, "top_k": 1, "tags": ["ada"],
-                                                            "created_after": "2020-01-01"})
+                                                            "created_after": "2020-01-01",
+                                                            "recency_half_life_days": 30})
             best = (result.structured_content or {"results": []})["results"]
             print(f"Q: {question}\n   -> {best[0]['content'] if best else '(nothing)'}")
 

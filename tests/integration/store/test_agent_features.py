@@ -223,7 +223,8 @@ INSPECTOR_2 = "@modelcontextprotocol/inspector@2"
 def inspector2(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """The current MCP Inspector CLI (2.x, Node >= 22.19 from scripts/node22.sh); exits 5 on an isError result."""
     node_bin = os.environ.get("KB_NODE22_BIN", "")
-    env_flags = [flag for k, v in kb_env(settings).items() for flag in ("-e", f"{k}={v}")]
+    env = kb_env(settings, KB_FILTER_FIELDS="project:tag")
+    env_flags = [flag for k, v in env.items() for flag in ("-e", f"{k}={v}")]
     return subprocess.run(["npx", "-y", INSPECTOR_2, "--cli", *env_flags, KB_MCP, *args], capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PATH": f"{node_bin}:{os.environ['PATH']}"})
 
@@ -236,10 +237,14 @@ def test_the_current_inspector_calls_every_tool_and_reads_a_resource(settings: S
     assert {t["name"] for t in json.loads(listed.stdout)["tools"]} == TOOLS
     calls = [("store_fact", ["content=The current Inspector can reach kb-mcp", "fact_id=inspector2.1",
                              'tags=["inspector"]', "ttl_s=3600"]),
-             ("store_facts", ['facts=[{"content": "Batch from the Inspector", "fact_id": "inspector2.2"}]']),
+             ("store_facts", ['facts=[{"content": "Batch from the Inspector", "fact_id": "inspector2.2", '
+                              '"metadata": {"project": "apollo"}}]']),
+             ("update_fact", ["fact_id=inspector2.1", 'tags=["inspector", "edited"]']),
              ("get_fact", ["fact_id=inspector2.1"]),
              ("semantic_search", ["query=can the inspector reach it?", "mode=hybrid"]),
+             ("semantic_search", ["query=batch", 'where={"project": "apollo"}', "recency_half_life_days=30"]),
              ("kb_stats", []),
+             ("delete_facts", ['where={"project": "apollo"}', "dry_run=true"]),
              ("delete_fact", ["fact_id=inspector2.2"])]
     for tool, tool_args in calls:
         flags = [flag for a in tool_args for flag in ("--tool-arg", a)]
