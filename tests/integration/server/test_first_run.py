@@ -98,6 +98,15 @@ def test_the_client_example_runs_as_the_readme_says(settings: Settings) -> None:
     assert "error result -> True" in result.stdout and "fact not found" in result.stdout
 
 
+def test_the_agent_memory_example_edits_a_fact_and_recalls_the_new_one(settings: Settings) -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "agent_memory.py")], capture_output=True,
+                            text=True, timeout=180, env={**os.environ, **kb_env(settings)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "updated user.timezone, embedded again: True" in result.stdout
+    answer = result.stdout.split("What time is it where she lives?")[1].splitlines()[1]
+    assert "Tokyo" in answer, result.stdout
+
+
 @pytest.mark.skipif(shutil.which("npx") is None and not os.environ.get("KB_REQUIRE_INSPECTOR"),
                     reason="npx (Node.js) not installed")
 def test_the_inspector_over_http(settings: Settings) -> None:
