@@ -1,15 +1,15 @@
-"""The MCP tools and their result models, nothing else: argument shapes (the schema an agent reads, built from the
-field rules in `facts`), one store call inside `tool_call`, and the result."""
+"""The MCP tools, nothing else: argument shapes (the schema an agent reads, built from the field rules in `facts`),
+one store call inside `tool_call`, and the result (its wire model from `wire`)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from kb_mcp.errors import InvalidInput
-from kb_mcp.facts.models import Fact, Scalar, ScoredFact, StoredFact
+from kb_mcp.facts.models import ScoredFact, StoredFact
 from kb_mcp.facts.rules import (
     MAX_BATCH,
     Content,
@@ -31,123 +31,21 @@ from kb_mcp.facts.rules import (
     Where,
 )
 from kb_mcp.server.call import AppState, metrics_of, tool_call
-from kb_mcp.server.results import Fitted, fit
+from kb_mcp.server.results import fit
+from kb_mcp.server.wire import (
+    DeleteResult,
+    FactIn,
+    GetFactResult,
+    SearchHit,
+    SearchResult,
+    StoreFactResult,
+    StoreFactsResult,
+    UpdateFactResult,
+    fact_out,
+    iso_or_none,
+    stored_out,
+)
 from kb_mcp.store import DeleteReport, StoreStats
-
-
-def lean_schema(schema: dict[str, Any]) -> None:
-    """Output schemas in their plainest JSON Schema form: an `anyOf` of bare types becomes one `type` list
-    (`{"type": ["string", "null"]}`). Same meaning, but a client that validates every result against the schema (the
-    Python SDK does, with jsonschema) checks it in one step instead of one sub-schema per branch."""
-    for value in list(schema.values()):
-        if isinstance(value, dict):
-            lean_schema(value)
-    options = schema.get("anyOf")
-    if isinstance(options, list) and options and all(isinstance(o, dict) and set(o) == {"type"} for o in options):
-        del schema["anyOf"]
-        schema["type"] = [o["type"] for o in options]
-
-
-class LeanSchema(BaseModel):
-    """A result model whose JSON Schema is made lean (see `lean_schema`)."""
-
-    model_config = ConfigDict(json_schema_extra=lambda schema, _: lean_schema(schema))
-
-
-class SimilarOut(LeanSchema):
-    fact_id: str
-    similarity: float
-
-
-class StoreFactResult(LeanSchema):
-    fact_id: str
-    created: bool = Field(description="False when an existing fact was updated or identical content already existed")
-    created_at: str
-    updated_at: str
-    expires_at: str | None = Field(default=None, description="When the fact will be forgotten (ttl_s); null: never")
-    similar: list[SimilarOut] = Field(default_factory=list, description=(
-        "Up to 3 OTHER facts that say nearly the same (similarity >= 0.85): if one is the same fact in other words, "
-        "store with its fact_id to update it instead of keeping both"))
-
-
-class UpdateFactResult(StoreFactResult):
-    re_embedded: bool = Field(description="True when the content changed and was embedded again")
-
-
-class StoreFactsResult(LeanSchema):
-    results: list[StoreFactResult] = Field(description="One per input fact, in input order")
-
-
-class FactIn(BaseModel):
-    """One fact of a store_facts batch: the same fields as store_fact."""
-
-    content: Content
-    metadata: Metadata = {}
-    tags: Tags = []
-    fact_id: FactId | None = None
-    ttl_s: TtlSeconds = None
-
-
-class FactOut(LeanSchema):
-    fact_id: str
-    content: str
-    metadata: dict[str, Scalar]
-    tags: list[str]
-    created_at: str
-    updated_at: str
-    expires_at: str | None = None
-    truncated: bool = Field(default=False, description="The content was cut to fit the response budget")
-    content_chars: int | None = Field(default=None, description="The full content length when truncated; fetch "
-                                                                "the fact by fact_id for all of it")
-
-
-class GetFactResult(LeanSchema):
-    facts: list[FactOut]
-    next_cursor: str | None = Field(default=None, description="Pass as cursor to get the next page; null at the end")
-
-
-class SearchHit(LeanSchema):
-    fact_id: str
-    content: str
-    metadata: dict[str, Scalar]
-    tags: list[str]
-    score: float = Field(description="What the results are ranked by, higher is better: hybrid = a blend of "
-                                     "similarity and keyword relevance; vector = similarity; keyword = BM25")
-    similarity: float = Field(description="Cosine similarity to the query, -1..1 (1.0 = same meaning), in every "
-                                          "mode; min_score filters on it")
-    expires_at: str | None = None
-    truncated: bool = Field(default=False, description="The content was cut to fit the response budget")
-    content_chars: int | None = Field(default=None, description="The full content length when truncated")
-
-
-class SearchResult(LeanSchema):
-    results: list[SearchHit]
-
-
-class DeleteResult(LeanSchema):
-    fact_id: str
-    deleted: bool = Field(description="False when there was no such fact (deleting is idempotent)")
-
-
-def _iso(ts: Any) -> str:
-    return str(ts.isoformat().replace("+00:00", "Z"))
-
-
-def _iso_or_none(ts: Any) -> str | None:
-    return None if ts is None else _iso(ts)
-
-
-def _fact_out(fact: Fact, fitted: Fitted | None = None) -> FactOut:
-    return FactOut(fact_id=fact.fact_id, content=fitted.content if fitted else fact.content, metadata=fact.metadata,
-                   tags=fact.tags, created_at=_iso(fact.created_at), updated_at=_iso(fact.updated_at),
-                   expires_at=_iso_or_none(fact.expires_at), truncated=bool(fitted and fitted.truncated),
-                   content_chars=fitted.content_chars if fitted and fitted.truncated else None)
-
-
-def _stored_out(saved: StoredFact) -> StoreFactResult:
-    return StoreFactResult(fact_id=saved.fact_id, created=saved.created, created_at=_iso(saved.created_at),
-                           updated_at=_iso(saved.updated_at), expires_at=_iso_or_none(saved.expires_at),
-                           similar=[SimilarOut(fact_id=s.fact_id, similarity=s.similarity) for s in saved.similar])
 
 
 async def store_fact(
@@ -166,7 +64,7 @@ async def store_fact(
     async with tool_call(ctx, "store_fact", write=True) as store:
         saved: StoredFact = await store.store_fact(content, metadata=metadata, tags=tags, fact_id=fact_id,
                                                    ttl_s=ttl_s)
-    return _stored_out(saved)
+    return stored_out(saved)
 
 
 async def update_fact(
@@ -183,7 +81,7 @@ async def update_fact(
     async with tool_call(ctx, "update_fact", write=True) as store:
         saved = await store.update_fact(fact_id, content=content, tags=tags, metadata=metadata, ttl_s=ttl_s)
     metrics_of(ctx).fact_updates.labels(str(saved.re_embedded).lower()).inc()
-    out = _stored_out(saved)
+    out = stored_out(saved)
     return UpdateFactResult(**out.model_dump(), re_embedded=saved.re_embedded)
 
 
@@ -197,7 +95,7 @@ async def store_facts(
     store_fact (upsert by fact_id, dedup without one, ttl_s, similar)."""
     async with tool_call(ctx, "store_facts", write=True) as store:
         saved = await store.store_facts([item.model_dump() for item in facts])
-    return StoreFactsResult(results=[_stored_out(s) for s in saved])
+    return StoreFactsResult(results=[stored_out(s) for s in saved])
 
 
 async def get_fact(
@@ -223,12 +121,12 @@ async def get_fact(
                 raise InvalidInput("fact_id", "give fact_id alone, or query/tags/where/cursor/created_* without "
                                               "fact_id")
             fact = await store.get_fact(fact_id)
-            return GetFactResult(facts=[_fact_out(fact)])
+            return GetFactResult(facts=[fact_out(fact)])
         page = await store.list_facts(query=query, tags=tags, limit=limit, cursor=cursor,
                                       created_after=created_after, created_before=created_before, where=where)
         budget = store.settings.max_response_chars
     fitted = fit([f.content for f in page.facts], budget)
-    return GetFactResult(facts=[_fact_out(f, fi) for f, fi in zip(page.facts, fitted, strict=False)],
+    return GetFactResult(facts=[fact_out(f, fi) for f, fi in zip(page.facts, fitted, strict=False)],
                          next_cursor=page.next_cursor)
 
 
@@ -258,7 +156,7 @@ async def semantic_search(
         budget = store.settings.max_response_chars
     return SearchResult(results=[
         SearchHit(fact_id=h.fact_id, content=fi.content, metadata=h.metadata, tags=h.tags, score=h.score,
-                  similarity=h.similarity, expires_at=_iso_or_none(h.expires_at), truncated=fi.truncated,
+                  similarity=h.similarity, expires_at=iso_or_none(h.expires_at), truncated=fi.truncated,
                   content_chars=fi.content_chars if fi.truncated else None)
         for h, fi in zip(hits, fit([h.content for h in hits], budget), strict=False)])
 

@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from kb_mcp.server.tools import GetFactResult, SearchResult, StoreFactResult, lean_schema
+from kb_mcp.server.wire import GetFactResult, SearchResult, StoreFactResult, lean_schema
 
 
 def test_an_anyof_of_bare_types_becomes_a_type_list() -> None:
