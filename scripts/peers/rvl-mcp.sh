@@ -55,7 +55,7 @@ for name, body in files.items():
 PY
   "$KBPY" -c "
 import json, sys
-from kb_mcp.embeddings import OnnxMiniLMEmbedding
+from kb_mcp.embeddings.onnx import OnnxMiniLMEmbedding
 print(json.dumps(OnnxMiniLMEmbedding(solo_session=False).embed(['the same vectors?'])[0].tolist()))" > "$TOOLS/kb.vec"
   HF_HUB_OFFLINE=1 "$VENV/bin/python" -c "
 import json, sys, numpy as np
