@@ -67,7 +67,7 @@ async def test_a_bug_outside_the_call_frame_is_a_sentence_too(settings: Settings
     def broken(fact: Any) -> Any:
         raise KeyError("while building the result")
 
-    monkeypatch.setattr(tools, "_fact_out", broken)
+    monkeypatch.setattr(tools, "fact_out", broken)  # the result builder, as the tools module calls it
     async with in_process(settings, embedding) as (client, _):
         await client.call_tool("store_fact", {"content": "y", "fact_id": "y"})
         result = await client.call_tool("get_fact", {"fact_id": "y"})
