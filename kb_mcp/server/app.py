@@ -5,6 +5,7 @@ embedding model). Nothing is connected at import; the transports are in `cli` (s
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import json
 import logging
@@ -158,6 +159,11 @@ def build_server(settings: Settings, *, embedding: KbEmbedding | None = None,
             state = AppState(settings=settings, backend=backend, metrics=metrics,
                              default_tenant=Tenant(settings.namespace, settings.read_only))
             holder.state = state
+            # Everything loaded so far (modules, schemas, the model's wrappers) lives as long as the process: moved
+            # out of the collector's sight, so its collections stop walking it again and again. Measured: search p50
+            # 7.8 / 6.9 ms against 10.9 / 10.5 without, store p50 8.1 / 7.2 against 10.3 / 8.7 (docs/benchmarks.md).
+            gc.collect()
+            gc.freeze()
             refresher = asyncio.create_task(_refresh_forever(holder)) if settings.metrics_port else None
             try:
                 yield state
