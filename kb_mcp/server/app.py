@@ -26,7 +26,7 @@ from kb_mcp.config import Settings
 from kb_mcp.embeddings.base import KbEmbedding
 from kb_mcp.errors import InternalError, KbError
 from kb_mcp.server.argument_errors import describe
-from kb_mcp.server.auth import WRITE_SCOPE, Tenant, load_tokens
+from kb_mcp.server.auth import Tenant, load_tokens, may_write
 from kb_mcp.server.call import AppState, StateHolder
 from kb_mcp.server.metrics import Metrics
 from kb_mcp.server.oauth import auth_for
@@ -113,8 +113,7 @@ class KbServer(MCPServer[AppState]):
     async def list_tools(self) -> list[MCPTool]:
         """The tools this caller may use: a token without kb:write (a read-only tenant) sees no write tools."""
         tools = await super().list_tools()
-        token = get_access_token()
-        if token is None or WRITE_SCOPE in token.scopes:
+        if may_write(get_access_token()):
             return tools
         return [tool for tool in tools if tool.name not in self._writes]
 

@@ -84,9 +84,14 @@ def _read_tokens_file(path: Path) -> dict[str, Tenant]:
     return out
 
 
+def may_write(token: AccessToken | None) -> bool:
+    """Whether the request's token (None: stdio, in-process, no auth) allows the write tools: it holds kb:write."""
+    return token is None or WRITE_SCOPE in token.scopes
+
+
 def current_tenant(default: Tenant) -> Tenant:
     """The tenant of the HTTP request being served, or `default` (stdio, in-process, no auth)."""
     token = get_access_token()
     if token is None or not token.claims or NAMESPACE_CLAIM not in token.claims:
         return default
-    return Tenant(str(token.claims[NAMESPACE_CLAIM]), WRITE_SCOPE not in token.scopes, name=token.client_id)
+    return Tenant(str(token.claims[NAMESPACE_CLAIM]), not may_write(token), name=token.client_id)

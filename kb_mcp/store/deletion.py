@@ -70,7 +70,7 @@ class Deleter:
                 matched = total
             if dry_run or not keys:
                 return DeleteReport(matched=matched, deleted=deleted, dry_run=dry_run)
-            removed = await self._writer.delete_many(keys, self._ctx.keyspace.fact_id)
+            removed = await self._writer.delete_many(keys)
             deleted += removed
             left = total - len(keys)
             if left <= 0:

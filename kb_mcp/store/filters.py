@@ -18,7 +18,7 @@ from kb_mcp.store.search.querytext import escape
 Declared = Mapping[str, FilterType]
 TAG_OPERATORS = ("eq", "ne", "in")
 NUMERIC_OPERATORS = ("eq", "ne", "in", "gt", "gte", "lt", "lte")
-_BOUNDS = {"gt": ("(", "+inf"), "gte": ("", "+inf"), "lt": ("-inf", "("), "lte": ("-inf", "")}
+_BOUNDS = {"gt": "({n} +inf", "gte": "{n} +inf", "lt": "-inf ({n}", "lte": "-inf {n}"}  # "(": exclusive
 
 
 def is_number(value: Any) -> bool:
@@ -98,11 +98,7 @@ def _clause(key: str, kind: FilterType, operator: str, operand: Any) -> str:
         if not is_number(value):
             raise InvalidInput(where, f"{key!r} is numeric: {operator} needs a number (got {value!r})")
     if operator in _BOUNDS:
-        low, high = _BOUNDS[operator]
-        number = repr(float(values[0]))
-        low = low + number if low in ("", "(") else low
-        high = high + number if high in ("", "(") else high
-        return f"@{name}:[{low} {high}]"
+        return f"@{name}:[{_BOUNDS[operator].format(n=repr(float(values[0])))}]"
     ranges = " | ".join(f"@{name}:[{float(v)!r} {float(v)!r}]" for v in values)
     clause = ranges if len(values) == 1 else f"({ranges})"
     return f"-{clause}" if operator == "ne" else clause

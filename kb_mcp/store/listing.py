@@ -90,7 +90,8 @@ class Reader:
                 raise InvalidInput("query", "contains no words to match (letters or digits)")
             parts.append(matched)
         q = " ".join(parts + scope) or "*"
-        offset = decode_cursor(cursor, scope_of(q)) if cursor else 0
+        pages = scope_of(q)  # what a cursor of this listing is bound to
+        offset = decode_cursor(cursor, pages) if cursor else 0
         args: list[Any] = ["NOCONTENT"]
         if query is None:
             args += ["SORTBY", F_CREATED, "DESC"]
@@ -99,7 +100,7 @@ class Reader:
         total = int(raw[0])
         facts = await self.load(raw[1:])
         nxt = offset + limit
-        return FactPage(facts=facts, total=total, next_cursor=encode_cursor(nxt, scope_of(q)) if nxt < total else None)
+        return FactPage(facts=facts, total=total, next_cursor=encode_cursor(nxt, pages) if nxt < total else None)
 
     async def _search(self, query: str, *args: Any, op: str) -> Any:
         """FT.SEARCH on this namespace's index (dialect 2), recreating the index if it has vanished."""

@@ -21,13 +21,19 @@ def pairs(raw: Any) -> dict[str, Any]:
     return {as_text(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
 
 
-def vector_attributes(info: dict[str, Any]) -> dict[str, str]:
-    """The vector field's attributes from FT.INFO, lower-cased names: algorithm, dim, m, ef_construction..."""
+def attributes(info: dict[str, Any]) -> list[dict[str, str]]:
+    """Each field of an index as FT.INFO describes it, names lower-cased: identifier, attribute, type, and per type
+    its options (a vector field's algorithm, dim, m, ef_construction...)."""
+    out = []
     for attr in info.get("attributes", []):
         fields = [as_text(x) for x in attr]
-        if "VECTOR" in fields:
-            return {fields[i].lower(): fields[i + 1] for i in range(0, len(fields) - 1, 2)}
-    return {}
+        out.append({fields[i].lower(): fields[i + 1] for i in range(0, len(fields) - 1, 2)})
+    return out
+
+
+def vector_attributes(info: dict[str, Any]) -> dict[str, str]:
+    """The vector field's attributes from FT.INFO (empty when the index has none)."""
+    return next((attr for attr in attributes(info) if attr.get("type") == "VECTOR"), {})
 
 
 def field_names(info: dict[str, Any]) -> set[str]:
@@ -37,13 +43,7 @@ def field_names(info: dict[str, Any]) -> set[str]:
 
 def field_types(info: dict[str, Any]) -> dict[str, str]:
     """Each field of an index and its type (TAG, NUMERIC, TEXT, VECTOR), from FT.INFO."""
-    out = {}
-    for attr in info.get("attributes", []):
-        fields = [as_text(x) for x in attr]
-        named = {fields[i].lower(): fields[i + 1] for i in range(0, len(fields) - 1, 2)}
-        if "attribute" in named and "type" in named:
-            out[named["attribute"]] = named["type"]
-    return out
+    return {attr["attribute"]: attr["type"] for attr in attributes(info) if "attribute" in attr and "type" in attr}
 
 
 def index_dim(info: dict[str, Any]) -> int | None:

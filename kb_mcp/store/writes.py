@@ -254,23 +254,18 @@ class Writer:
 
     async def delete_fact(self, fact_id: str) -> bool:
         """Delete one fact (and its dedup pointer); True if it existed."""
+        key = self._ctx.keyspace.key(fact_id)
+        return bool(await self.delete_many([key], "delete fact"))
+
+    async def delete_many(self, keys: Sequence[bytes | str], op: str = "delete facts") -> int:
+        """Delete facts by key, each with its dedup pointer (one pipeline); returns how many existed."""
         keyspace = self._ctx.keyspace
 
         def add(pipe: Pipeline) -> None:
-            pipe.execute_command("EVALSHA", DELETE_SHA, 1, keyspace.key(fact_id), fact_id, keyspace.dedup_prefix)
-
-        (removed,) = await self.write("delete fact", add)
-        return bool(removed)
-
-    async def delete_many(self, keys: list[bytes], fact_id: Callable[[bytes], str]) -> int:
-        """Delete facts by key, each with its dedup pointer (one pipeline); returns how many existed."""
-        prefix = self._ctx.keyspace.dedup_prefix
-
-        def add(pipe: Pipeline) -> None:
             for key in keys:
-                pipe.execute_command("EVALSHA", DELETE_SHA, 1, key, fact_id(key), prefix)
+                pipe.execute_command("EVALSHA", DELETE_SHA, 1, key, keyspace.fact_id(key), keyspace.dedup_prefix)
 
-        return sum(int(removed) for removed in await self.write("delete facts", add))
+        return sum(int(removed) for removed in await self.write(op, add))
 
     async def delete_keys(self, keys: list[bytes] | list[str], op: str) -> int:
         """Delete whole keys (facts or chunks); returns how many existed."""
