@@ -122,3 +122,71 @@ def plot(report: Result, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def scale_markdown(report: Result) -> str:
+    """The `--scale` run as a table (a column per size) plus the export, restart and re-embed lines."""
+    run = report["scale"]
+    hnsw = run["hnsw"]
+    lines = [f"kb-mcp {report['kb_mcp']} · {report['date']} · {report['machine']['cpus']} cores · one namespace, "
+             f"synthetic facts imported with vectors · HNSW M {hnsw['m']}, EF_CONSTRUCTION {hnsw['ef_construction']}"
+             f", EF_RUNTIME {hnsw['ef_runtime']}", ""]
+    steps = run["steps"]
+    lines += ["| measure | " + " | ".join(f"{s['facts']:,} facts" for s in steps) + " |",
+              "|---|" + "---|" * len(steps)]
+
+    def row(label: str, get: Callable[[Result], Any]) -> None:
+        cells = []
+        for s in steps:
+            try:
+                cells.append(str(get(s)))
+            except (KeyError, IndexError, TypeError):
+                cells.append("-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    def ef(value: int) -> Callable[[Result], str]:
+        def cell(s: Result) -> str:
+            found = next(e for e in s["recall"]["by_ef_runtime"] if e["ef_runtime"] == value)
+            return f"{found['recall_at_10']} · {found['ft_search_ms']['p50']} ms"
+        return cell
+
+    row("import with vectors (this step's facts), facts/s", lambda s: s["import_facts_per_s"])
+    row("import until fully indexed, s", lambda s: s["until_indexed_s"])
+    row("semantic_search 1 client (hybrid) p50 / p95 ms",
+        lambda s: f"{s['mcp']['search_1_client_ms']['p50']} / {s['mcp']['search_1_client_ms']['p95']}")
+    row("semantic_search 1 client (vector) p50 / p95 ms",
+        lambda s: f"{s['mcp']['search_vector_1_client_ms']['p50']} / {s['mcp']['search_vector_1_client_ms']['p95']}")
+    row("semantic_search 10 in flight: calls/s · p50 / p95 ms", lambda s: (
+        f"{s['mcp']['search_10_clients']['calls_per_s']} · {s['mcp']['search_10_clients']['p50']} / "
+        f"{s['mcp']['search_10_clients']['p95']}"))
+    row("served vector recall@10 vs exact", lambda s: s["recall"]["served_vector_recall_at_10"])
+    for value in (10, 20, 50, 100, 200):
+        row(f"raw KNN recall@10 · FT.SEARCH p50, EF_RUNTIME {value}", ef(value))
+    row("paraphrase recall@1 (hybrid)", lambda s: s["recall"]["paraphrase_recall_at_1_hybrid"])
+    row("Redis used memory, MB", lambda s: s["redis_memory"]["used_memory_mb"])
+    row("Redis memory per fact, bytes", lambda s: s["redis_memory"]["bytes_per_fact"])
+    row("of it: vector index, MB", lambda s: s["redis_memory"]["index"]["vector_index_sz_mb"])
+    row("kb-mcp server peak RSS, MB", lambda s: s["mcp"]["server_rss_mb"])
+    if "export" in run:
+        e = run["export"]
+        lines += ["", f"- export at {e['facts']:,} facts: {e['seconds']} s ({e['facts_per_s']} facts/s, "
+                      f"{e['file_mb']} MB)"]
+    if "restart" in run:
+        r = run["restart"]
+        lines += [f"- restart at {r['facts']:,} facts: stop {r['stop_s']} s; Redis answers after "
+                  f"{r.get('redis_answers_s', '-')} s, first search answered after "
+                  f"{r.get('first_search_answered_s', '-')} s, index whole after {r.get('index_whole_s', '-')} s"]
+        lines += [f"  - +{t['t_s']} s: redis {t['redis']} ({t['percent_indexed']} % indexed); "
+                  f"/health {t['health']}; semantic_search: {t['semantic_search']['said']}; "
+                  f"doctor: {t['doctor'] or '-'}"
+                  for t in r["timeline"]]
+    if "re_embed" in run:
+        r = run["re_embed"]
+        lines += [f"- reindex --re-embed: {r['facts']:,} facts in {r['seconds']} s ({r['facts_per_s']} facts/s), "
+                  f"longest step {r['longest_step_s']} s"]
+    for trial in run.get("hnsw_sweep", []):
+        best = ", ".join(f"ef {e['ef_runtime']}: {e['recall_at_10']}" for e in trial["recall"]["by_ef_runtime"])
+        lines.append(f"- sweep M {trial['m']} EF_CONSTRUCTION {trial['ef_construction']}: import "
+                     f"{trial['import_facts_per_s']} facts/s, indexed in {trial['until_indexed_s']} s, "
+                     f"{trial['redis_memory']['bytes_per_fact']} B/fact; recall@10 {best}")
+    return "\n".join(lines) + "\n"

@@ -20,9 +20,10 @@ from kb_mcp import __version__
 from kb_mcp.bench.beir import as_items, read_beir
 from kb_mcp.bench.corpus import generate
 from kb_mcp.bench.over_mcp import fsync_cost, over_mcp, stdio
-from kb_mcp.bench.report import markdown, plot
+from kb_mcp.bench.report import markdown, plot, scale_markdown
 from kb_mcp.bench.store_level import floors, import_rate, ingest, read_vectors, recall, search_modes
 from kb_mcp.bench.support import (
+    BenchRedis,
     Result,
     RssSampler,
     machine,
@@ -44,7 +45,10 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
 async def _main(settings: Settings, args: argparse.Namespace, sizes: list[int], levels: list[int]) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    async with redis(settings) as redis_url:
+    async with redis(settings) as bench_redis:
+        redis_url = bench_redis.url
+        if args.scale:
+            return await _scale(settings, bench_redis, sizes, args)
         report: Result = {"kb_mcp": __version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
                           "settings": {"vector_algorithm": settings.vector_algorithm, "hnsw_m": settings.hnsw_m,
                                        "hnsw_ef_runtime": settings.hnsw_ef_runtime,
@@ -60,6 +64,22 @@ async def _main(settings: Settings, args: argparse.Namespace, sizes: list[int], 
     plot(report, out / "latency_vs_concurrency.png")
     say(f"results: {out / 'results.json'}, {out / 'results.md'}, {out / 'latency_vs_concurrency.png'}")
     print(markdown(report))
+    return 0
+
+
+async def _scale(settings: Settings, bench_redis: BenchRedis, sizes: list[int], args: argparse.Namespace) -> int:
+    from kb_mcp.bench.scale import run_scale
+    from kb_mcp.bench.vector_cache import default_cache
+
+    args.cache = args.cache or default_cache()
+    scale_settings = settings.model_copy(update={"redis_url": bench_redis.url, "namespace": "bench-scale"})
+    report: Result = {"kb_mcp": __version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
+                      "embedding": settings.embedding_provider,
+                      "scale": await run_scale(scale_settings, bench_redis, sizes, args)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale.json").write_text(json.dumps(report, indent=2))
+    (args.out / "scale.md").write_text(scale_markdown(report))
+    print(scale_markdown(report))
     return 0
 
 

@@ -14,13 +14,13 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kb_mcp.config import Settings
 
 Result = dict[str, Any]
-
 
 
 async def ok(call: Awaitable[Any]) -> Any:
@@ -125,13 +125,42 @@ def server(settings: Settings, **extra_env: str) -> Any:
         proc.wait(15)
 
 
+@dataclass(frozen=True)
+class BenchRedis:
+    """The Redis a bench run uses: the user's KB_REDIS_URL (never restarted), or a private Redis Stack that the
+    run may stop and start again (to time a restart)."""
+
+    url: str
+    env: dict[str, str] | None = None
+
+    @property
+    def restartable(self) -> bool:
+        return self.env is not None
+
+    def stop(self) -> None:
+        """SIGTERM (Redis flushes its AOF and saves an RDB), waiting for the process to exit."""
+        assert self.env is not None
+        subprocess.run(["bash", str(_stack_script()), "stop"], env={**self.env, "REDIS_STOP_TIMEOUT": "900"},
+                       check=True)
+
+    def start(self, wait: bool = True) -> None:
+        """Start it again on its data; without `wait`, return while it is still loading."""
+        assert self.env is not None
+        subprocess.run(["bash", str(_stack_script()), "start"], check=True,
+                       env={**self.env, "REDIS_START_WAIT": "yes" if wait else "no"})
+
+
+def _stack_script() -> Path:
+    return Path(__file__).resolve().parents[2] / "scripts" / "redis-stack.sh"
+
+
 @contextlib.asynccontextmanager
-async def redis(settings: Settings) -> AsyncIterator[str]:
+async def redis(settings: Settings) -> AsyncIterator[BenchRedis]:
     """KB_REDIS_URL when the user set it; otherwise a private Redis Stack on a free port, removed afterwards."""
     if "KB_REDIS_URL" in os.environ:
-        yield str(settings.redis_url)
+        yield BenchRedis(str(settings.redis_url))
         return
-    script = Path(__file__).resolve().parents[2] / "scripts" / "redis-stack.sh"
+    script = _stack_script()
     if not script.exists():
         raise SystemExit("kb-mcp bench: set KB_REDIS_URL (scripts/redis-stack.sh is not beside this install)")
     port = free_port()
@@ -139,9 +168,9 @@ async def redis(settings: Settings) -> AsyncIterator[str]:
         env = {**os.environ, "REDIS_PORT": str(port), "REDIS_DATA_DIR": str(Path(tmp) / "data")}
         subprocess.run(["bash", str(script), "start"], env=env, check=True)
         try:
-            yield f"redis://127.0.0.1:{port}/0"
+            yield BenchRedis(f"redis://127.0.0.1:{port}/0", env)
         finally:
-            subprocess.run(["bash", str(script), "stop"], env=env, check=False)
+            subprocess.run(["bash", str(script), "stop"], env={**env, "REDIS_STOP_TIMEOUT": "900"}, check=False)
 
 
 def machine() -> Result:

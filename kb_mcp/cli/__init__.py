@@ -125,6 +125,15 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the bench namespaces in Redis afterwards")
     parser.add_argument("--beir", metavar="DIR", help="a BEIR set's documents as the corpus (instead of --facts), "
                                                       "asked its test queries")
+    scale = parser.add_argument_group("scale run (--scale): one namespace grown through the --facts sizes")
+    scale.add_argument("--scale", action="store_true", help="grow one namespace through --facts by importing an "
+                       "export with vectors; import rate, memory, HNSW recall, search p50/p95 at each size, then "
+                       "export and a Redis restart at the largest (docs/benchmarks.md)")
+    scale.add_argument("--cache", type=Path, default=None, help="where the corpus's vectors are kept between runs "
+                       "(default ~/.cache/kb-mcp/bench; 1.5 GB per 1M facts)")
+    scale.add_argument("--re-embed", action="store_true", help="also time `reindex --re-embed` at the largest size")
+    scale.add_argument("--hnsw-sweep", metavar="M:EFC,...", default="", help="first try these HNSW M and "
+                       "EF_CONSTRUCTION pairs on the smallest size, each in a scratch namespace")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

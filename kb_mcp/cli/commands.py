@@ -141,9 +141,17 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _transfer(settings: Settings, file: Path, *, export: bool) -> int:
-    """`export FILE` / `import FILE`: JSONL with vectors, through the bounded store API."""
+    """`export FILE` / `import FILE`: JSONL with vectors, through the bounded store API, with a progress bar (an
+    import counts each line twice: validated, then written)."""
+    from tqdm import tqdm
+
     async def work(store: Any) -> int:
-        count = await (store.export(file) if export else store.import_(file))
+        desc = f"export {settings.namespace}" if export else f"import {file.name} (validate, then write)"
+        with tqdm(desc=desc, unit=" facts" if export else " lines", file=sys.stderr) as bar:
+            def progress(done: int) -> None:
+                bar.update(done - bar.n)
+
+            count = await (store.export(file, progress) if export else store.import_(file, progress))
         print(f"{'exported' if export else 'imported'} {count} fact(s) {'to' if export else 'from'} {file}",
               file=sys.stderr)
         return EXIT_OK

@@ -198,11 +198,13 @@ class KnowledgeStore:
     async def delete_document(self, doc_id: str) -> int:
         return await self._documents.delete(doc_id)
 
-    async def export(self, path: str | Path) -> int:
-        return await self._transfer.export(path)
+    async def export(self, path: str | Path, progress: Callable[[int], None] = lambda done: None) -> int:
+        """Every fact to a JSONL file, vectors included; `progress` hears the running count."""
+        return await self._transfer.export(path, progress)
 
-    async def import_(self, path: str | Path) -> int:
-        return await self._transfer.import_(path)
+    async def import_(self, path: str | Path, progress: Callable[[int], None] = lambda done: None) -> int:
+        """A JSONL export into this namespace; `progress` hears lines validated plus lines written."""
+        return await self._transfer.import_(path, progress)
 
     # ------------------------------------------------------------ admin
 

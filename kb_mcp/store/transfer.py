@@ -10,7 +10,7 @@ import binascii
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,8 +28,13 @@ from kb_mcp.store.scan import iter_keys
 from kb_mcp.store.schema import F_ID, F_TEXT, F_VECTOR
 from kb_mcp.store.writes import Writer
 
+Progress = Callable[[int], None]
 IMPORT_CHUNK = 1024  # lines per read and per write batch on import
 MAX_EPOCH_S = 1e11
+
+
+def _silent(done: int) -> None:
+    return None
 
 
 class Transfer:
@@ -40,8 +45,9 @@ class Transfer:
         self._index = index
         self._writer = writer
 
-    async def export(self, path: str | Path) -> int:
-        """Write every fact as one JSON line (vectors included); returns how many.
+    async def export(self, path: str | Path, progress: Progress = _silent) -> int:
+        """Write every fact as one JSON line (vectors included); returns how many (`progress` hears the running
+        count after each batch).
 
         SCAN + pipelined HGETALL, never KEYS; the file is written to a temporary name and renamed when complete.
         """
@@ -62,6 +68,7 @@ class Transfer:
                                 for row in rows if row and F_ID.encode() in row)
                 await file("file", asyncio.to_thread(handle.write, lines), f"write {tmp.name}")
                 written += lines.count("\n")
+                progress(written)
             await file("file", asyncio.to_thread(handle.close), f"close {tmp.name}")
             await file("file", asyncio.to_thread(tmp.replace, target), f"rename to {target.name}")
         except BaseException:
@@ -70,9 +77,10 @@ class Transfer:
             raise
         return written
 
-    async def import_(self, path: str | Path) -> int:
+    async def import_(self, path: str | Path, progress: Progress = _silent) -> int:
         """Load a JSONL export (or hand-written lines: records without a vector, or whose `embedding` names another
-        model than the configured one, are embedded).
+        model than the configured one, are embedded). `progress` hears lines validated plus lines written, after
+        each chunk (twice the line count when done).
 
         Two passes over the file in chunks (each read bounded by the file timeout, memory bounded by the chunk):
         first every line is validated, and a bad line is named and changes nothing; then the records are written.
@@ -90,12 +98,13 @@ class Transfer:
                 if line.strip():
                     self.parse_line(lineno + offset, line)
                     count += 1
+            progress(count)
         after = await self._ctx.bounded("file", asyncio.to_thread(_identity, source), f"stat {source.name}")
         if after != before:
             raise InvalidInput("path", f"{source.name} changed while it was being validated; nothing was written "
                                        "— import it again once it is complete")
         await self._index.ready()
-        k = 0
+        k = written = 0
         async for lineno, chunk in self._line_chunks(source):
             if k >= len(digests) or _digest(chunk) != digests[k]:
                 raise InvalidInput("path", f"{source.name} changed while it was being imported: the lines before "
@@ -109,6 +118,8 @@ class Transfer:
                 for j, i in enumerate(missing):
                     records[i][1][F_VECTOR] = vector_bytes(vectors[j])
             await self._writer.replace_all(records, "import batch")
+            written += len(records)
+            progress(count + written)
         return count
 
     async def _line_chunks(self, path: Path) -> AsyncIterator[tuple[int, list[str]]]:
