@@ -105,22 +105,42 @@ class Transfer:
                                        "— import it again once it is complete")
         await self._index.ready()
         k = written = 0
-        async for lineno, chunk in self._line_chunks(source):
-            if k >= len(digests) or _digest(chunk) != digests[k]:
-                raise InvalidInput("path", f"{source.name} changed while it was being imported: the lines before "
-                                           f"{lineno} were written, none from {lineno} on — import it again "
-                                           "(importing is idempotent)")
-            k += 1
-            records = [self.parse_line(lineno + i, line) for i, line in enumerate(chunk) if line.strip()]
-            missing = [i for i, (_, fields) in enumerate(records) if not fields[F_VECTOR]]
-            if missing:
-                vectors = await self._ctx.embed([as_text(records[i][1][F_TEXT]) for i in missing], "embed import")
-                for j, i in enumerate(missing):
-                    records[i][1][F_VECTOR] = vector_bytes(vectors[j])
-            await self._writer.replace_all(records, "import batch")
-            written += len(records)
-            progress(count + written)
+        writing: asyncio.Task[int] | None = None  # the previous chunk's write, running while this one is parsed
+        try:
+            async for lineno, chunk in self._line_chunks(source):
+                if k >= len(digests) or _digest(chunk) != digests[k]:
+                    if writing is not None:  # the lines before this chunk are all written, as the error says
+                        await writing
+                    raise InvalidInput("path", f"{source.name} changed while it was being imported: the lines "
+                                               f"before {lineno} were written, none from {lineno} on — import it "
+                                               "again (importing is idempotent)")
+                k += 1
+                records = await asyncio.to_thread(self._parse_chunk, lineno, chunk)
+                if writing is not None:
+                    written += await writing
+                    progress(count + written)
+                writing = asyncio.create_task(self._write_chunk(records))
+            if writing is not None:
+                written += await writing
+                progress(count + written)
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()
         return count
+
+    def _parse_chunk(self, lineno: int, chunk: list[str]) -> list[tuple[str, Record]]:
+        """A validated chunk's records (in a worker thread: the previous chunk's write goes on meanwhile)."""
+        return [self.parse_line(lineno + i, line) for i, line in enumerate(chunk) if line.strip()]
+
+    async def _write_chunk(self, records: list[tuple[str, Record]]) -> int:
+        """Embed the records that came without a usable vector, then write them all; returns how many."""
+        missing = [i for i, (_, fields) in enumerate(records) if not fields[F_VECTOR]]
+        if missing:
+            vectors = await self._ctx.embed([as_text(records[i][1][F_TEXT]) for i in missing], "embed import")
+            for j, i in enumerate(missing):
+                records[i][1][F_VECTOR] = vector_bytes(vectors[j])
+        await self._writer.replace_all(records, "import batch")
+        return len(records)
 
     async def _line_chunks(self, path: Path) -> AsyncIterator[tuple[int, list[str]]]:
         """(first line number, lines) of IMPORT_CHUNK lines at a time; every file operation bounded."""

@@ -195,6 +195,36 @@ async def test_an_import_file_that_changes_is_refused(store: KnowledgeStore, tmp
     assert await store.import_(path) == 11
 
 
+async def test_an_import_file_changed_between_its_passes_keeps_exactly_the_lines_before_the_change(
+        store: KnowledgeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write pass reads and parses chunk k+1 while chunk k is written: when chunk k+1 turns out changed,
+    chunk k's write is finished (not cancelled) before the refusal, so "the lines before N were written" holds."""
+    import kb_mcp.store.transfer as transfer
+
+    monkeypatch.setattr(transfer, "IMPORT_CHUNK", 4)
+    path = tmp_path / "facts.jsonl"
+    lines = [json.dumps({"content": f"chunked fact {i}", "fact_id": f"chk.{i}"}) + "\n" for i in range(12)]
+    path.write_text("".join(lines), encoding="utf-8")
+    original = transfer._read_chunk
+    reads = 0
+
+    def read_changed_third_chunk_on_the_second_pass(handle: Any, count: int) -> list[str]:
+        nonlocal reads
+        reads += 1
+        chunk = original(handle, count)
+        if reads == 4 + 3:  # the first pass read 3 chunks and an empty end; this is the write pass's third chunk
+            chunk = [line.replace("chunked", "changed") for line in chunk]
+        return chunk
+
+    monkeypatch.setattr(transfer, "_read_chunk", read_changed_third_chunk_on_the_second_pass)
+    with pytest.raises(InvalidInput, match="the lines before 9 were written, none from 9 on"):
+        await store.import_(path)
+    assert await store.count() == 8
+    assert (await store.get_fact("chk.7")).content == "chunked fact 7"
+    with pytest.raises(NotFound):
+        await store.get_fact("chk.8")
+
+
 async def test_doctor_and_reindex_are_bounded_on_a_paused_redis(redis_server_factory: Callable[[], RedisServer],
                                                                 make_settings: Callable[..., Settings]) -> None:
     server = redis_server_factory()
