@@ -160,7 +160,7 @@ def scale_markdown(report: Result) -> str:
         f"{s['mcp']['search_10_clients']['calls_per_s']} · {s['mcp']['search_10_clients']['p50']} / "
         f"{s['mcp']['search_10_clients']['p95']}"))
     row("served vector recall@10 vs exact", lambda s: s["recall"]["served_vector_recall_at_10"])
-    for value in (10, 20, 50, 100, 200):
+    for value in (10, 20, 50, 100, 200, 400, 800):
         row(f"raw KNN recall@10 · FT.SEARCH p50, EF_RUNTIME {value}", ef(value))
     row("paraphrase recall@1 (hybrid)", lambda s: s["recall"]["paraphrase_recall_at_1_hybrid"])
     row("Redis used memory, MB", lambda s: s["redis_memory"]["used_memory_mb"])
@@ -173,7 +173,8 @@ def scale_markdown(report: Result) -> str:
                       f"{e['file_mb']} MB)"]
     if "restart" in run:
         r = run["restart"]
-        lines += [f"- restart at {r['facts']:,} facts: stop {r['stop_s']} s; Redis answers after "
+        lines += [f"- restart at {r['facts']:,} facts (AOF compacted first, {r.get('aof_rewrite_s', '-')} s): stop "
+                  f"{r['stop_s']} s; Redis answers after "
                   f"{r.get('redis_answers_s', '-')} s, first search answered after "
                   f"{r.get('first_search_answered_s', '-')} s, index whole after {r.get('index_whole_s', '-')} s"]
         lines += [f"  - +{t['t_s']} s: redis {t['redis']} ({t['percent_indexed']} % indexed); "

@@ -28,7 +28,7 @@ from kb_mcp.bench.vector_cache import corpus_vectors
 from kb_mcp.config import Settings
 from kb_mcp.embeddings.base import Vectors
 
-EF_RUNTIMES = (10, 20, 50, 100, 200)  # HNSW EF_RUNTIME values whose recall and latency each size reports
+EF_RUNTIMES = (10, 20, 50, 100, 200, 400, 800)  # HNSW EF_RUNTIME values whose recall and latency each size reports
 QUERIES = 200  # recall queries (paraphrases of facts in the smallest size, so they exist at every size)
 FACT_INDEX_FIELDS = ("vector_index_sz_mb", "inverted_sz_mb", "doc_table_size_mb", "offset_vectors_sz_mb",
                      "key_table_size_mb", "tag_overhead_sz_mb", "text_overhead_sz_mb", "total_index_memory_sz_mb")
