@@ -159,6 +159,7 @@ def scale_markdown(report: Result) -> str:
     row("semantic_search 10 in flight: calls/s · p50 / p95 ms", lambda s: (
         f"{s['mcp']['search_10_clients']['calls_per_s']} · {s['mcp']['search_10_clients']['p50']} / "
         f"{s['mcp']['search_10_clients']['p95']}"))
+    row("store_facts through MCP, batches of 100: facts/s", lambda s: s["mcp"]["store_facts_batch_100_facts_per_s"])
     row("served vector recall@10 vs exact", lambda s: s["recall"]["served_vector_recall_at_10"])
     for value in (10, 20, 50, 100, 200, 400, 800):
         row(f"raw KNN recall@10 · FT.SEARCH p50, EF_RUNTIME {value}", ef(value))

@@ -23,12 +23,13 @@ import numpy as np
 from kb_mcp.bench.corpus import Item, generate
 from kb_mcp.bench.over_mcp import both_modes, closed_loop
 from kb_mcp.bench.restart import restart_watch
-from kb_mcp.bench.support import BenchRedis, Result, RssSampler, pcts, say, server
+from kb_mcp.bench.support import BenchRedis, Result, RssSampler, ok, pcts, say, server
 from kb_mcp.bench.vector_cache import corpus_vectors
 from kb_mcp.config import Settings
 from kb_mcp.embeddings.base import Vectors
 
 EF_RUNTIMES = (10, 20, 50, 100, 200, 400, 800)  # HNSW EF_RUNTIME values whose recall and latency each size reports
+BATCHES = 5  # store_facts calls of 100 facts each, through MCP at every size
 QUERIES = 200  # recall queries (paraphrases of facts in the smallest size, so they exist at every size)
 FACT_INDEX_FIELDS = ("vector_index_sz_mb", "inverted_sz_mb", "doc_table_size_mb", "offset_vectors_sz_mb",
                      "key_table_size_mb", "tag_overhead_sz_mb", "text_overhead_sz_mb", "total_index_memory_sz_mb")
@@ -68,11 +69,13 @@ async def run_scale(settings: Settings, bench_redis: BenchRedis, sizes: list[int
                 step["redis_memory"] = await redis_memory(store, size, base)
                 step["recall"] = await hnsw_recall(store, query_vectors, exact_top(query_vectors, vectors[:size]),
                                                    [items[i].query for i in sample], sample)
-                step["mcp"] = await mcp_latency(settings, items[:size], args, rng)
+                if not args.import_only:
+                    step["mcp"] = await mcp_latency(settings, items[:size], args, rng)
                 run["steps"].append(step)
                 say(json.dumps(step))
-            run["export"] = await timed_export(store, Path(tmp) / "export.jsonl")
-        if bench_redis.restartable:
+            if not args.import_only:
+                run["export"] = await timed_export(store, Path(tmp) / "export.jsonl")
+        if bench_redis.restartable and not args.import_only:
             run["restart"] = await restart_watch(settings, bench_redis, store, queries[0])
         if args.re_embed:
             run["re_embed"] = await timed_re_embed(store)
@@ -132,8 +135,15 @@ async def grow(store: Any, path: Path, facts: int) -> Result:
     while (await store.stats()).index_state != "ready":
         await asyncio.sleep(0.5)
     indexed = time.perf_counter() - started
+    while await _rewriting(store):  # Redis compacting its AOF after the import: measure once it is done
+        await asyncio.sleep(0.5)
     return {"imported": count, "import_s": round(imported, 1), "import_facts_per_s": round(count / imported, 1),
             "until_indexed_s": round(indexed, 1)}
+
+
+async def _rewriting(store: Any) -> bool:
+    info = await store.manager.client.info("persistence")
+    return bool(int(info.get("aof_rewrite_in_progress", 0)) or int(info.get("aof_rewrite_scheduled", 0)))
 
 
 async def redis_memory(store: Any, facts: int, base: int) -> Result:
@@ -205,7 +215,8 @@ async def raw_recall(store: Any, query_vectors: Vectors, exact: list[list[int]])
 async def mcp_latency(settings: Settings, items: list[Item], args: argparse.Namespace, rng: random.Random
                       ) -> Result:
     """semantic_search through a real MCP client over HTTP: one client (hybrid and vector mode in turn), then 10 in
-    flight (the default hybrid mode), on questions asked of this size's facts."""
+    flight (the default hybrid mode), on questions asked of this size's facts; and store_facts in batches of 100
+    (deleted again, so every size holds exactly its facts)."""
     from mcp import Client
 
     queries = [it.query for it in items]
@@ -216,10 +227,18 @@ async def mcp_latency(settings: Settings, items: list[Item], args: argparse.Name
                 for _ in range(20):
                     await client.call_tool("semantic_search", {"query": rng.choice(queries)})
                 hybrid, vector = await both_modes(client, queries, args.queries, rng)
+                started = time.perf_counter()
+                for b in range(BATCHES):  # store_facts as an agent bulk-loads: the model's rate plus the writes
+                    await ok(client.call_tool("store_facts", {"facts": [
+                        {"content": f"scale batch {b}.{i}: {rng.choice(items).fact}", "fact_id": f"sb{b}.{i}",
+                         "tags": ["scale-batch"]} for i in range(100)]}))
+                batch_rate = 100 * BATCHES / (time.perf_counter() - started)
+                await ok(client.call_tool("delete_facts", {"tags": ["scale-batch"]}))
             ten = await closed_loop(url, 10, args.seconds, lambda r: ("semantic_search", {
                 "query": r.choice(queries)}), "search, 10 clients")
     return {"search_1_client_ms": pcts(hybrid), "search_vector_1_client_ms": pcts(vector),
-            "search_10_clients": ten, "server_rss_mb": round(rss.peak_mb, 1)}
+            "search_10_clients": ten, "store_facts_batch_100_facts_per_s": round(batch_rate, 1),
+            "server_rss_mb": round(rss.peak_mb, 1)}
 
 
 async def timed_export(store: Any, path: Path) -> Result:

@@ -131,6 +131,8 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
                        "export and a Redis restart at the largest (docs/benchmarks.md)")
     scale.add_argument("--cache", type=Path, default=None, help="where the corpus's vectors are kept between runs "
                        "(default ~/.cache/kb-mcp/bench; 1.5 GB per 1M facts)")
+    scale.add_argument("--import-only", action="store_true", help="only import rate, memory and recall at each "
+                       "size (no searches through MCP, no export, no restart): for trying HNSW settings at scale")
     scale.add_argument("--re-embed", action="store_true", help="also time `reindex --re-embed` at the largest size")
     scale.add_argument("--hnsw-sweep", metavar="M:EFC,...", default="", help="first try these HNSW M and "
                        "EF_CONSTRUCTION pairs on the smallest size, each in a scratch namespace")

@@ -29,7 +29,8 @@ def test_scale_bench_grows_one_namespace_and_watches_a_restart(tmp_path: Path) -
         assert step["recall"]["served_vector_recall_at_10"] >= 0.9
         assert step["redis_memory"]["bytes_per_fact"] > 2 * 384 * 4  # the hash's vector and the index's copy
         assert step["mcp"]["search_1_client_ms"]["n"] == 5 and step["mcp"]["search_10_clients"]["errors"] == 0
-    assert run["export"]["facts"] == 600
+        assert step["mcp"]["store_facts_batch_100_facts_per_s"] > 0
+    assert run["export"]["facts"] == 600  # the store_facts batches were deleted again
     restart = run["restart"]
     assert restart["facts"] == 600 and restart["index_whole_s"] >= restart["redis_answers_s"] >= 0
     assert restart["timeline"][-1]["semantic_search"]["hits"] == 5 and restart["timeline"][-1]["redis"] == "ok"
