@@ -9,6 +9,17 @@ from typing import Any
 from kb_mcp.bench.support import Result, say
 
 
+def table_row(label: str, columns: list[Result], get: Callable[[Result], Any]) -> str:
+    """One Markdown table row: `get` of each column, "-" where that column lacks the figure."""
+    cells = []
+    for column in columns:
+        try:
+            cells.append(str(get(column)))
+        except (KeyError, IndexError, TypeError):
+            cells.append("-")
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
 def markdown(report: Result) -> str:
     lines = [f"kb-mcp {report['kb_mcp']} · {report['date']} · {report['machine']['cpus']} cores · "
              f"Python {report['machine']['python']} · index {report['settings']['vector_algorithm']} "
@@ -17,13 +28,7 @@ def markdown(report: Result) -> str:
     lines += [header, "|---|" + "---|" * len(report["runs"])]
 
     def row(label: str, get: Callable[[Result], Any]) -> None:
-        cells = []
-        for r in report["runs"]:
-            try:
-                cells.append(str(get(r)))
-            except (KeyError, IndexError, TypeError):
-                cells.append("-")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(table_row(label, report["runs"], get))
 
     def lat(d: Result) -> str:
         return f"{d['p50']} / {d['p95']} / {d['p99']}"
@@ -136,13 +141,7 @@ def scale_markdown(report: Result) -> str:
               "|---|" + "---|" * len(steps)]
 
     def row(label: str, get: Callable[[Result], Any]) -> None:
-        cells = []
-        for s in steps:
-            try:
-                cells.append(str(get(s)))
-            except (KeyError, IndexError, TypeError):
-                cells.append("-")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(table_row(label, steps, get))
 
     def ef(value: int) -> Callable[[Result], str]:
         def cell(s: Result) -> str:

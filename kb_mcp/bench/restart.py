@@ -5,7 +5,6 @@ it before searches are whole again, and what `/health`, a `semantic_search` call
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import time
@@ -42,7 +41,7 @@ async def restart_watch(settings: Settings, bench_redis: BenchRedis, store: Any,
         doctor_said = ""
         async with httpx.AsyncClient(timeout=15) as http:
             while (now := time.perf_counter() - started) < GIVE_UP_S:
-                redis_said, percent = await _redis_state(raw)
+                redis_said, percent = await _redis_state(raw, store.index_name)
                 health = await _health(http, health_url)
                 tool = await _tool(url, query)
                 if doctor_task is None and now - doctor_at >= DOCTOR_EVERY_S:
@@ -75,15 +74,20 @@ async def _rewrite_aof(client: Any) -> float:
     the namespace as it is, not every write since the server started; returns how long the rewrite took."""
     started = time.perf_counter()
     await client.execute_command("BGREWRITEAOF")
-    while True:
+    await asyncio.sleep(0.5)
+    while await aof_rewriting(client):
         await asyncio.sleep(0.5)
-        info = await client.info("persistence")
-        if not int(info.get("aof_rewrite_in_progress", 0)) and not int(info.get("aof_rewrite_scheduled", 0)):
-            return round(time.perf_counter() - started, 1)
+    return round(time.perf_counter() - started, 1)
 
 
-async def _redis_state(raw: Any) -> tuple[str, float | None]:
-    """What Redis itself answers: ok / loading / down, and the index's percent_indexed once it answers."""
+async def aof_rewriting(client: Any) -> bool:
+    """Is Redis rewriting its AOF (or about to)? The child's disk writes weigh on any measurement meanwhile."""
+    info = await client.info("persistence")
+    return bool(int(info.get("aof_rewrite_in_progress", 0)) or int(info.get("aof_rewrite_scheduled", 0)))
+
+
+async def _redis_state(raw: Any, index: str) -> tuple[str, float | None]:
+    """What Redis itself answers: ok / loading / down, and the namespace index's percent_indexed once it answers."""
     import redis.exceptions as rex
 
     from kb_mcp.store.replies import as_text, pairs
@@ -94,13 +98,11 @@ async def _redis_state(raw: Any) -> tuple[str, float | None]:
         return "loading", None
     except (rex.ConnectionError, rex.TimeoutError, OSError):
         return "down", None
-    with contextlib.suppress(rex.RedisError):
-        info = await raw.execute_command("FT._LIST")
-        names = [as_text(n) for n in info]
-        for name in names:
-            found = pairs(await raw.execute_command("FT.INFO", name))
-            return "ok", round(float(as_text(found.get("percent_indexed", 1))) * 100, 1)
-    return "ok", None
+    try:
+        found = pairs(await raw.execute_command("FT.INFO", index))
+    except rex.RedisError:  # not there (yet)
+        return "ok", None
+    return "ok", round(float(as_text(found.get("percent_indexed", 1))) * 100, 1)
 
 
 async def _health(http: Any, url: str) -> str:

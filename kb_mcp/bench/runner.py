@@ -76,7 +76,6 @@ async def _scale(settings: Settings, bench_redis: BenchRedis, sizes: list[int], 
     report: Result = {"kb_mcp": __version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
                       "embedding": settings.embedding_provider,
                       "scale": await run_scale(scale_settings, bench_redis, sizes, args)}
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale.json").write_text(json.dumps(report, indent=2))
     (args.out / "scale.md").write_text(scale_markdown(report))
     print(scale_markdown(report))

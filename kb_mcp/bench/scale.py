@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import itertools
 import json
 import random
@@ -22,7 +21,7 @@ import numpy as np
 
 from kb_mcp.bench.corpus import Item, generate
 from kb_mcp.bench.over_mcp import both_modes, closed_loop
-from kb_mcp.bench.restart import restart_watch
+from kb_mcp.bench.restart import aof_rewriting, restart_watch
 from kb_mcp.bench.support import BenchRedis, Result, RssSampler, ok, pcts, say, server
 from kb_mcp.bench.vector_cache import corpus_vectors
 from kb_mcp.config import Settings
@@ -47,13 +46,12 @@ async def run_scale(settings: Settings, bench_redis: BenchRedis, sizes: list[int
     run: Result = {"corpus": "synthetic", "sizes": sizes, "hnsw": {"m": settings.hnsw_m,
                    "ef_construction": settings.hnsw_ef_construction, "ef_runtime": settings.hnsw_ef_runtime},
                    "steps": []}
-    # A long import's write batches and file reads each keep their own deadline; only the whole has none.
     async with KnowledgeStore.open(settings) as store:
         vectors = corpus_vectors(items, args.seed, store.embedding, args.cache)
         query_vectors = (await store.embedding.aembed(queries)).astype(np.float32)
         await store.drop_namespace()
         await store.ensure_index()
-        base = int((await store.manager.client.info("memory"))["used_memory"])
+        base = await _used_memory(store)
         if args.hnsw_sweep:
             run["hnsw_sweep"] = await sweep(settings, store, items, vectors, query_vectors, sizes[0],
                                             args.hnsw_sweep)
@@ -103,7 +101,7 @@ async def sweep(settings: Settings, store: Any, items: list[Item], vectors: Vect
             async with KnowledgeStore.open(trial, embedding=store.embedding) as scratch:
                 await scratch.drop_namespace()
                 await scratch.ensure_index()
-                base = int((await scratch.manager.client.info("memory"))["used_memory"])
+                base = await _used_memory(scratch)
                 result: Result = {"m": m, "ef_construction": efc, **await grow(scratch, path, size)}
                 result["redis_memory"] = await redis_memory(scratch, size, base)
                 result["recall"] = (await raw_recall(scratch, query_vectors, exact))
@@ -115,13 +113,14 @@ async def sweep(settings: Settings, store: Any, items: list[Item], vectors: Vect
 
 def write_export(path: Path, items: list[Item], vectors: Vectors, lo: int, hi: int, model: str) -> None:
     """Items lo..hi as the JSONL `kb-mcp export` writes (vectors included, so the import runs no model)."""
+    from kb_mcp.store.records import export_record
+
     now = time.time()
     with path.open("w", encoding="utf-8") as out:
         for i in range(lo, hi):
-            out.write(json.dumps({"fact_id": f"b{i}", "content": items[i].fact, "metadata": {},
-                                  "tags": [items[i].topic], "doc_id": None, "created_at": now, "updated_at": now,
-                                  "expires_at": None, "vector": base64.b64encode(vectors[i].tobytes()).decode(),
-                                  "embedding": model}) + "\n")
+            out.write(json.dumps(export_record(f"b{i}", items[i].fact, {}, [items[i].topic], vectors[i].tobytes(),
+                                               model, doc_id=None, created_at=now, updated_at=now,
+                                               expires_at=None)) + "\n")
 
 
 async def grow(store: Any, path: Path, facts: int) -> Result:
@@ -135,15 +134,14 @@ async def grow(store: Any, path: Path, facts: int) -> Result:
     while (await store.stats()).index_state != "ready":
         await asyncio.sleep(0.5)
     indexed = time.perf_counter() - started
-    while await _rewriting(store):  # Redis compacting its AOF after the import: measure once it is done
+    while await aof_rewriting(store.manager.client):  # Redis compacting its AOF after the import: measure after
         await asyncio.sleep(0.5)
     return {"imported": count, "import_s": round(imported, 1), "import_facts_per_s": round(count / imported, 1),
             "until_indexed_s": round(indexed, 1)}
 
 
-async def _rewriting(store: Any) -> bool:
-    info = await store.manager.client.info("persistence")
-    return bool(int(info.get("aof_rewrite_in_progress", 0)) or int(info.get("aof_rewrite_scheduled", 0)))
+async def _used_memory(store: Any) -> int:
+    return int((await store.manager.client.info("memory"))["used_memory"])
 
 
 async def redis_memory(store: Any, facts: int, base: int) -> Result:
@@ -182,8 +180,8 @@ async def hnsw_recall(store: Any, query_vectors: Vectors, exact: list[list[int]]
     out = await raw_recall(store, query_vectors, exact)
     served = paraphrase = 0
     for q, want, fact in zip(queries, exact, sample, strict=True):
-        hits_ = await store.semantic_search(q, top_k=10, mode="vector")
-        served += len({int(h.fact_id[1:]) for h in hits_} & set(want))
+        nearest = await store.semantic_search(q, top_k=10, mode="vector")
+        served += len({int(h.fact_id[1:]) for h in nearest} & set(want))
         top = await store.semantic_search(q, top_k=1)
         paraphrase += bool(top) and top[0].fact_id == f"b{fact}"
     out["served_vector_recall_at_10"] = round(served / (10 * len(exact)), 4)

@@ -166,11 +166,13 @@ async def redis(settings: Settings) -> AsyncIterator[BenchRedis]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="kb-bench-redis-") as tmp:
         env = {**os.environ, "REDIS_PORT": str(port), "REDIS_DATA_DIR": str(Path(tmp) / "data")}
-        subprocess.run(["bash", str(script), "start"], env=env, check=True)
+        private = BenchRedis(f"redis://127.0.0.1:{port}/0", env)
+        private.start()
         try:
-            yield BenchRedis(f"redis://127.0.0.1:{port}/0", env)
+            yield private
         finally:
-            subprocess.run(["bash", str(script), "stop"], env={**env, "REDIS_STOP_TIMEOUT": "900"}, check=False)
+            with contextlib.suppress(subprocess.CalledProcessError):
+                private.stop()
 
 
 def machine() -> Result:

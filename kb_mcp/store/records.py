@@ -109,17 +109,21 @@ def ttl_ms(record: Record, now_s: float) -> int:
 
 
 def export_line(fields: dict[bytes, bytes], model: str) -> dict[str, Any]:
-    """One JSONL export record (vector base64 float32, so an import with the same `model` needs no embedding)."""
+    """One JSONL export record of a fact's hash fields."""
     get = {k.decode(): v for k, v in fields.items()}
-    return {
-        "fact_id": as_text(get.get(F_ID)),
-        "content": as_text(get.get(F_TEXT)),
-        "metadata": decode_metadata(get.get(F_META)),
-        "tags": split_tags(get.get(F_TAGS)),
-        "doc_id": as_text(get.get(F_DOC)) or None,
-        "created_at": float(as_text(get.get(F_CREATED)) or 0),
-        "updated_at": float(as_text(get.get(F_UPDATED)) or 0),
-        "expires_at": float(as_text(get.get(F_EXPIRES))) if as_text(get.get(F_EXPIRES)) else None,
-        "vector": base64.b64encode(get.get(F_VECTOR, b"")).decode("ascii"),
-        "embedding": model,
-    }
+    return export_record(as_text(get.get(F_ID)), as_text(get.get(F_TEXT)), decode_metadata(get.get(F_META)),
+                         split_tags(get.get(F_TAGS)), get.get(F_VECTOR, b""), model,
+                         doc_id=as_text(get.get(F_DOC)) or None,
+                         created_at=float(as_text(get.get(F_CREATED)) or 0),
+                         updated_at=float(as_text(get.get(F_UPDATED)) or 0),
+                         expires_at=float(as_text(get.get(F_EXPIRES))) if as_text(get.get(F_EXPIRES)) else None)
+
+
+def export_record(fact_id: str, content: str, metadata: dict[str, Scalar], tags: list[str], vector: bytes,
+                  model: str, *, doc_id: str | None, created_at: float, updated_at: float,
+                  expires_at: float | None) -> dict[str, Any]:
+    """The JSONL export format, defined once (vector base64 float32, so an import with the same `model` needs no
+    embedding): `kb-mcp export` writes it from a fact's hash, the scale bench from its corpus."""
+    return {"fact_id": fact_id, "content": content, "metadata": metadata, "tags": tags, "doc_id": doc_id,
+            "created_at": created_at, "updated_at": updated_at, "expires_at": expires_at,
+            "vector": base64.b64encode(vector).decode("ascii"), "embedding": model}

@@ -33,10 +33,6 @@ IMPORT_CHUNK = 1024  # lines per read and per write batch on import
 MAX_EPOCH_S = 1e11
 
 
-def _silent(done: int) -> None:
-    return None
-
-
 class Transfer:
     """export / import_ for one namespace; every file operation bounded by KB_TIMEOUT_FILE."""
 
@@ -45,7 +41,7 @@ class Transfer:
         self._index = index
         self._writer = writer
 
-    async def export(self, path: str | Path, progress: Progress = _silent) -> int:
+    async def export(self, path: str | Path, progress: Progress = lambda done: None) -> int:
         """Write every fact as one JSON line (vectors included); returns how many (`progress` hears the running
         count after each batch).
 
@@ -77,7 +73,7 @@ class Transfer:
             raise
         return written
 
-    async def import_(self, path: str | Path, progress: Progress = _silent) -> int:
+    async def import_(self, path: str | Path, progress: Progress = lambda done: None) -> int:
         """Load a JSONL export (or hand-written lines: records without a vector, or whose `embedding` names another
         model than the configured one, are embedded). `progress` hears lines validated plus lines written, after
         each chunk (twice the line count when done).
