@@ -74,3 +74,15 @@ def test_vector_cache_resumes_an_interrupted_run(tmp_path: Path, monkeypatch: py
     done = corpus_vectors(items, 5, model, tmp_path)
     assert model.calls == 350  # 200 before the interruption, the remaining 150 after
     assert np.array_equal(done, real([it.fact for it in items]))
+
+
+def test_the_scale_table_shows_a_dash_for_an_ef_runtime_an_older_run_did_not_measure() -> None:
+    from kb_mcp.bench.report import scale_markdown
+
+    step = {"facts": 100, "recall": {"by_ef_runtime": [{"ef_runtime": 10, "recall_at_10": 0.9,
+                                                        "ft_search_ms": {"p50": 0.2}}]}}
+    report = {"kb_mcp": "0", "date": "d", "machine": {"cpus": 2},
+              "scale": {"hnsw": {"m": 32, "ef_construction": 200, "ef_runtime": 150}, "steps": [step]}}
+    table = scale_markdown(report)
+    assert "| raw KNN recall@10 · FT.SEARCH p50, EF_RUNTIME 10 | 0.9 · 0.2 ms |" in table
+    assert "| raw KNN recall@10 · FT.SEARCH p50, EF_RUNTIME 800 | - |" in table
