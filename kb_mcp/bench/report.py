@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kb_mcp.bench.scale import EF_RUNTIMES
 from kb_mcp.bench.support import Result, say
 
 
@@ -160,7 +161,7 @@ def scale_markdown(report: Result) -> str:
         f"{s['mcp']['search_10_clients']['p95']}"))
     row("store_facts through MCP, batches of 100: facts/s", lambda s: s["mcp"]["store_facts_batch_100_facts_per_s"])
     row("served vector recall@10 vs exact", lambda s: s["recall"]["served_vector_recall_at_10"])
-    for value in (10, 20, 50, 100, 200, 400, 800):
+    for value in EF_RUNTIMES:
         row(f"raw KNN recall@10 · FT.SEARCH p50, EF_RUNTIME {value}", ef(value))
     row("paraphrase recall@1 (hybrid)", lambda s: s["recall"]["paraphrase_recall_at_1_hybrid"])
     row("Redis used memory, MB", lambda s: s["redis_memory"]["used_memory_mb"])
