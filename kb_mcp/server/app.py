@@ -11,12 +11,13 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from typing import Any
+from typing import Any, cast
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.caching import CacheHint
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.stdio import stdio_server
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
@@ -30,6 +31,7 @@ from kb_mcp.server.auth import Tenant, load_tokens, may_write
 from kb_mcp.server.call import AppState, StateHolder
 from kb_mcp.server.metrics import Metrics
 from kb_mcp.server.oauth import auth_for
+from kb_mcp.server.pipes import native_stdio, native_stdio_possible
 from kb_mcp.server.resources import FACT_URI, STATS_URI, fact_resource, read_stats
 from kb_mcp.server.tools import (
     delete_fact,
@@ -102,6 +104,15 @@ class KbServer(MCPServer[AppState]):
         self.metrics = metrics
         self._accepted: dict[str, frozenset[str]] = {}
         self._writes: set[str] = set()
+
+    async def run_stdio_async(self) -> None:
+        """stdio served by the event loop itself when stdin and stdout are pipes (`pipes`), else the SDK's own."""
+        if not native_stdio_possible():
+            await super().run_stdio_async()
+            return
+        async with (native_stdio() as (stdin, stdout),
+                    stdio_server(cast(Any, stdin), cast(Any, stdout)) as (read, write)):
+            await self._lowlevel_server.run(read, write, self._lowlevel_server.create_initialization_options())
 
     def add_kb_tool(self, fn: Callable[..., Any], hints: ToolAnnotations) -> None:
         names = set(inspect.signature(fn).parameters)

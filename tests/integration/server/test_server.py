@@ -271,6 +271,19 @@ async def test_stdio_subprocess_round_trip(settings: Settings, raw_redis: aiored
     await raw_redis.execute_command("FT.DROPINDEX", f"{{{settings.namespace}}}:idx", "DD")
 
 
+async def test_stdio_carries_messages_larger_than_a_pipe_buffer(settings: Settings, raw_redis: aioredis.Redis
+                                                                 ) -> None:
+    """A request and a reply far over the 64 KiB a pipe holds (and asyncio's default line limit) pass whole."""
+    params = StdioServerParameters(command=KB_MCP, args=[], env=kb_env(settings, KB_MAX_FACT_CHARS="600000"))
+    content = " ".join(f"w{i}" for i in range(80_000))  # ~470 KB of JSON each way
+    async with Client(params) as client:
+        stored = await client.call_tool("store_fact", {"content": content, "fact_id": "big.1"})
+        assert not stored.is_error, text(stored)
+        fetched = await client.call_tool("get_fact", {"fact_id": "big.1"})
+        assert fetched.structured_content and fetched.structured_content["facts"][0]["content"] == content
+    await raw_redis.execute_command("FT.DROPINDEX", f"{{{settings.namespace}}}:idx", "DD")
+
+
 def test_stdout_carries_nothing_but_protocol(settings: Settings) -> None:
     """Raw stdio: every stdout line is a JSON-RPC message (redisvl, LlamaIndex and logs stay off stdout)."""
     messages = [
