@@ -4,7 +4,8 @@ Both servers get the same work on the same Redis and the same ONNX model file: N
 then paraphrase searches (top 5) one at a time, then the same searches with 8 in flight on one session. Servers run
 one after another (never together) and alternate order between rounds, so drift on a busy machine hits both. Reports
 p50/p95 per call, searches/s, recall@5 (the expected fact's text among the hits: a check that both did the same
-work) and the server's peak RSS (VmHWM of the server process and its children).
+work), the server's peak RSS (VmHWM of the server process and its children) and, with 8 in flight, the CPU each
+search cost this client, the server and Redis (from /proc: on 2 shared cores their sum bounds searches/s).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Row:
     searches_per_s_8: float = 0.0
     recall_at_5: float = 0.0
     peak_rss_mb: float = 0.0
+    cpu_ms_8: tuple[float, float, float] = (0.0, 0.0, 0.0)  # CPU per search with 8 in flight: client, server, Redis
 
 
 def servers(args: argparse.Namespace, redis_url: str) -> list[Server]:
@@ -150,7 +152,24 @@ async def timed(client: Client, call: Call) -> tuple[float, str]:
     return (time.perf_counter() - started) * 1000, text_of(result)
 
 
-async def run_one(server: Server, items: list[Item], queries: list[Item], inflight: int) -> list[Row]:
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (0 for one that is gone or not on this host)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_now(pids: list[int], redis_pid: int) -> tuple[float, float, float]:
+    return time.process_time(), cpu_s(pids), cpu_s([redis_pid])
+
+
+async def run_one(server: Server, items: list[Item], queries: list[Item], inflight: int,
+                  redis_pid: int) -> list[Row]:
     async with Client(server.params) as client:
         pids = server_pids(server.process_name)
         for i in range(10):  # warm-up: model, pools, code paths
@@ -175,9 +194,12 @@ async def run_one(server: Server, items: list[Item], queries: list[Item], inflig
                 for it in todo:
                     text_of(await client.call_tool(*search(it.query)))
 
-            started = time.perf_counter()
+            started, before = time.perf_counter(), cpu_now(pids, redis_pid)
             await asyncio.gather(*(worker() for _ in range(inflight)))
             row.searches_per_s_8 = 2 * len(queries) / (time.perf_counter() - started)
+            after = cpu_now(pids, redis_pid)
+            c, sv, rd = (1000 * (a - b) / (2 * len(queries)) for a, b in zip(after, before, strict=True))
+            row.cpu_ms_8 = (c, sv, rd)
             rows.append(row)
         rss = peak_rss_mb(pids)
         for row in rows:
@@ -192,11 +214,13 @@ def pct(values: list[float], p: float) -> float:
 
 def table(rows: list[Row]) -> str:
     lines = ["| server | store p50/p95 ms | search p50/p95 ms | searches/s, 1 client | searches/s, 8 in flight "
-             "| recall@5 | peak RSS MB |", "|---|---|---|---|---|---|---|"]
+             "| recall@5 | peak RSS MB | CPU ms per search, 8 in flight: client / server / Redis |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.server} | {pct(r.store_ms, .5):.2f}/{pct(r.store_ms, .95):.2f} "
                      f"| {pct(r.search_ms, .5):.2f}/{pct(r.search_ms, .95):.2f} | {r.searches_per_s_1:.1f} "
-                     f"| {r.searches_per_s_8:.1f} | {r.recall_at_5:.3f} | {r.peak_rss_mb:.0f} |")
+                     f"| {r.searches_per_s_8:.1f} | {r.recall_at_5:.3f} | {r.peak_rss_mb:.0f} "
+                     f"| {' / '.join(f'{v:.2f}' for v in r.cpu_ms_8)} |")
     return "\n".join(lines)
 
 
@@ -206,6 +230,7 @@ async def main(args: argparse.Namespace) -> list[Row]:
     corpus = generate(args.facts, seed=7)
     queries = random.Random(7).sample(corpus, args.searches)
     redis = Redis.from_url(redis_url)
+    redis_pid = int((await redis.info("server"))["process_id"])  # its CPU is read only if it runs on this host
     results: list[Row] = []
     try:
         for round_no in range(args.rounds):
@@ -213,7 +238,7 @@ async def main(args: argparse.Namespace) -> list[Row]:
             for server in order if round_no % 2 == 0 else order[::-1]:
                 await reset(redis)
                 print(f"round {round_no + 1}: {server.name}", file=sys.stderr)
-                results += await run_one(server, corpus, queries, args.inflight)
+                results += await run_one(server, corpus, queries, args.inflight, redis_pid)
         await reset(redis)
         await redis.execute_command("FT.DROPINDEX", RVL_INDEX, "DD")
     finally:
@@ -234,6 +259,8 @@ def report(args: argparse.Namespace, results: list[Row]) -> None:
         m.searches_per_s_8 = statistics.median(r.searches_per_s_8 for r in mine)
         m.recall_at_5 = statistics.fmean(r.recall_at_5 for r in mine)
         m.peak_rss_mb = max(r.peak_rss_mb for r in mine)
+        client, server, redis = (statistics.median(r.cpu_ms_8[k] for r in mine) for k in range(3))
+        m.cpu_ms_8 = (client, server, redis)
     print(table(list(merged.values())))
     if args.json:
         Path(args.json).write_text(json.dumps({
