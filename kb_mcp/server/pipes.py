@@ -49,7 +49,6 @@ class _Drained(asyncio.Protocol):
     def __init__(self) -> None:
         self._resumed = asyncio.Event()
         self._resumed.set()
-        self.closed = asyncio.get_running_loop().create_future()
 
     def pause_writing(self) -> None:
         self._resumed.clear()
@@ -58,9 +57,7 @@ class _Drained(asyncio.Protocol):
         self._resumed.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._resumed.set()
-        if not self.closed.done():
-            self.closed.set_result(None)
+        self._resumed.set()  # a writer waiting to drain goes on, and its next write finds the pipe closed
 
     async def drain(self) -> None:
         await self._resumed.wait()
@@ -100,6 +97,7 @@ async def native_stdio() -> AsyncIterator[tuple[LineReader, PipeWriter]]:
         in_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                                        os.fdopen(wire_in, "rb", buffering=0))
         out_transport, protocol = await loop.connect_write_pipe(_Drained, os.fdopen(wire_out, "wb", buffering=0))
+        out_transport.set_write_buffer_limits(high=0)  # flush waits until the pipe has taken every byte, as the SDK's
         writer = PipeWriter(out_transport, protocol)
         try:
             yield LineReader(reader), writer
