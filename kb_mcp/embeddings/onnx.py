@@ -26,8 +26,7 @@ def _onnx_session(ort: Any, model: str, threads: int, *, spin: bool) -> Any:
     options.intra_op_num_threads = threads or (os.cpu_count() or 1)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    # Basic graph rewrites only: the extended fusions make this int8 graph slower on CPU (a lone query 2.27 vs
-    # 2.39 ms on 2 threads, 2.91 vs 3.22 on one; vectors within 2e-7: docs/benchmarks.md).
+    # Basic graph rewrites only: the extended fusions make this int8 graph slower on CPU (docs/benchmarks.md).
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     if spin:  # spin between the operators of a run, not after it (the loop needs the cores for the Redis part)

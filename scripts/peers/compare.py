@@ -114,18 +114,23 @@ async def reset(redis: Redis) -> None:
         "embedding", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "384", "DISTANCE_METRIC", "COSINE")
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...), or None for a process gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def server_pids(name: str) -> list[int]:
     """Our child processes running `name` (the stdio server), with their own children."""
     found: list[int] = []
     parents = {os.getpid()}
     for _ in range(3):
         for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            pid, ppid = int(stat.parent.name), int(fields[1])
-            if ppid in parents and pid not in found:
+            pid = int(stat.parent.name)
+            fields = proc_stat(pid)
+            if fields is not None and int(fields[1]) in parents and pid not in found:
                 found.append(pid)
         parents |= set(found)
     return [p for p in found if name in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")] or found
@@ -156,11 +161,9 @@ def cpu_s(pids: list[int]) -> float:
     """User + system CPU seconds the processes have used so far (0 for one that is gone or not on this host)."""
     total = 0
     for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
+        fields = proc_stat(pid)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
 
 

@@ -222,8 +222,7 @@ def _by_id(rows: list[tuple[Candidate, dict[bytes, Any]]]) -> dict[str, dict[byt
 def _similarities(cands: list[Candidate], query: np.ndarray[Any, Any]) -> None:
     """Each candidate's cosine similarity from the stored vector the full text returned (unit length: one
     product for all); one without a vector of the query's size keeps None. `einsum` rather than `@`: BLAS's worker
-    threads spin for a while after each call, which took a third of a core from the model at 8 searches in flight
-    (docs/benchmarks.md)."""
+    thread spins after each call, on cores the model needs (docs/benchmarks.md)."""
     q = np.asarray(query, dtype=np.float32)
     pairs = [(c, c.vector) for c in cands if c.vector and len(c.vector) == 4 * len(q)]
     if pairs:
