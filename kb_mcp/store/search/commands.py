@@ -34,17 +34,17 @@ def knn_command(index: str, vector: np.ndarray[Any, Any], k: int, filters: Filte
     return ["FT.SEARCH", index, q, "PARAMS", 2, "vector", blob, "SORTBY", DISTANCE, "ASC",
             "RETURN", len(fields), *fields, "LIMIT", 0, k, "DIALECT", 2]
 
-def text_command(index: str, stems: list[str], k: int, filters: Filters, *, whole: bool = False,
+def text_command(index: str, stems: list[str], k: int, filters: Filters, *, held: bool = False,
                  also: tuple[str, ...] = ()) -> list[Any] | None:
     """BM25STD over the facts' stems, any of `stems` (escaped, VERBATIM: they are stems already), the same
-    filters as the KNN; None without a word to search. Each hit's stored vector comes back (its similarity
-    needs no round trip) and its stems (the query words it holds), with `whole` its fields instead of stems; `also`
-    names more fields to return (updated_at, for recency)."""
+    filters as the KNN; None without a word to search. Each hit comes back whole with its stored vector (its
+    similarity and, should it win, its answer need no further round trip); with `held` its stems too (the query
+    words it holds); `also` names more fields to return (updated_at, for recency)."""
     words = any_word_query(stems, F_STEMS)
     if words is None:
         return None
     q = " ".join([words, *filters])
-    fields = [*HIT_FIELDS, F_VECTOR, *also] if whole else [F_VECTOR, F_STEMS, *also]
+    fields = [*HIT_FIELDS, F_VECTOR, *([F_STEMS] if held else []), *also]
     return ["FT.SEARCH", index, q, "VERBATIM", "WITHSCORES", "SCORER", "BM25STD",
             "RETURN", len(fields), *fields, "LIMIT", 0, k, "DIALECT", 2]
 

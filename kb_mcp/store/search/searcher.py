@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from redis.asyncio.client import Pipeline
 
 from kb_mcp.connection.topology import RedisClient
 from kb_mcp.facts.models import ScoredFact, SimilarFact
@@ -29,7 +28,6 @@ from kb_mcp.store.schema import F_UPDATED
 from kb_mcp.store.search.commands import (
     DISTANCE_FIELD,
     EXPIRES,
-    HIT_FIELDS,
     META,
     SEARCH_DEADLINE,
     STEMS,
@@ -76,7 +74,7 @@ class Searcher:
             raw = await self._one_search("vector search", knn)
             rows = raw_vector_hits(self._ctx, raw)
             return _hits(ask.rank([(c, c.similarity or 0.0) for c, _ in rows]), _by_id(rows), top_k, min_score)
-        command = text_command(self._index.name, query_stems(query), ask.depth, filters, whole=True, also=ask.also)
+        command = text_command(self._index.name, query_stems(query), ask.depth, filters, also=ask.also)
         asked, rows = await asyncio.gather(self._ctx.embed_query(query), self._keyword_hits(command, []))
         _similarities([c for c, _ in rows], asked.vector)
         return _hits(ask.rank([(c, c.bm25 or 0.0) for c, _ in rows]), _by_id(rows), top_k, min_score)
@@ -92,8 +90,8 @@ class Searcher:
 
     async def _hybrid(self, query: str, ask: Ask, filters: Filters, min_score: float | None) -> list[ScoredFact]:
         """The full text is sent first and runs while the model embeds the query (it needs no vector); its hits
-        come back with their vectors and stems, so every candidate's similarity is known when the KNN's answer
-        comes."""
+        come back whole with their vectors and stems, so every candidate's similarity is known when the KNN's answer
+        comes, and a winner only the full text found needs no read of its own."""
         settings = self._ctx.settings
         top_k = ask.top_k
         depth = max(top_k, settings.hybrid_candidates)
@@ -102,7 +100,7 @@ class Searcher:
         # breaks that (a newer fact further down may rise): it asks as deep as the full text.
         nearest = depth if settings.hybrid_fusion == "rrf" else ask.depth
         stems = query_stems(query)
-        text = text_command(self._index.name, stems, depth, filters, also=ask.also)
+        text = text_command(self._index.name, stems, depth, filters, held=True, also=ask.also)
         # Its hits are parsed (and the stems they hold found) as soon as they come, while the model still runs.
         words = asyncio.ensure_future(self._keyword_hits(text, stems))
         try:
@@ -118,34 +116,19 @@ class Searcher:
         by_words = await words
         by_vector = raw_vector_hits(self._ctx, knn)
         _similarities([c for c, _ in by_words], asked.vector)
-        fields = _by_id(by_vector)
+        fields = _by_id(by_words) | _by_id(by_vector)
         cands = merge([c for c, _ in by_vector], [c for c, _ in by_words])
         if min_score is not None:
             cands = [c for c in cands if c.similarity is not None and c.similarity >= min_score]
         score = (rrf(cands) if settings.hybrid_fusion == "rrf"
                  else linear(cands, settings.hybrid_vector_weight, len(by_words) == depth, settings.hybrid_full_bm25))
         fused = ask.rank(fuse(cands, score))
-        fields.update(await self._read_hits([c.fact_id for c, _ in fused[:top_k] if c.fact_id not in fields]))
         return _hits(fused, fields, top_k, None)
 
     async def _keyword_hits(self, command: list[Any] | None, stems: list[str]
                             ) -> list[tuple[Candidate, dict[bytes, Any]]]:
         """The full text's candidates (none without a word to search), each with those of `stems` it holds."""
         return self._keyword_rows(await self._one_search("keyword search", command) if command else None, stems)
-
-    async def _read_hits(self, fact_ids: list[str]) -> dict[str, dict[bytes, Any]]:
-        """The returned fields of winners only the full text found (one pipelined HMGET); a fact deleted meanwhile
-        is left out."""
-        if not fact_ids:
-            return {}
-
-        def add(pipe: Pipeline) -> None:
-            for fact_id in fact_ids:
-                pipe.hmget(self._ctx.keyspace.key(fact_id), list(HIT_FIELDS))
-
-        rows = await self._ctx.pipeline("read hits", add, SEARCH_DEADLINE)
-        return {fact_id: dict(zip((TEXT, TAGS, META, EXPIRES), row, strict=True))
-                for fact_id, row in zip(fact_ids, rows, strict=True) if row[0] is not None}
 
     async def _one_search(self, op: str, command: list[Any]) -> Any:
         """One FT.SEARCH under the search deadline, once the index exists."""

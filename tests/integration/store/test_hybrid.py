@@ -36,6 +36,22 @@ async def test_hybrid_finds_what_each_side_alone_misses(store: KnowledgeStore) -
     assert len(found["hybrid"]) >= len(found["vector"]) and len(found["hybrid"]) >= len(found["keyword"])
 
 
+async def test_a_winner_only_the_full_text_found_comes_back_whole(store: KnowledgeStore) -> None:
+    # top_k=1 asks the KNN for its nearest one only: a hybrid winner that is not the vector side's first came from
+    # the full text alone, and its content, tags and metadata must be its own.
+    items = hard.generate(120)
+    await store.store_many([{"content": it.fact, "fact_id": f"h{i}", "tags": [f"person-{i % 7}"],
+                             "metadata": {"row": i}} for i, it in enumerate(items)])
+    text_only = 0
+    for i in range(0, len(items), 3):
+        (best,) = await store.semantic_search(items[i].query, top_k=1)
+        (nearest,) = await store.semantic_search(items[i].query, top_k=1, mode="vector")
+        n = int(best.fact_id[1:])
+        assert (best.content, best.tags, best.metadata) == (items[n].fact, [f"person-{n % 7}"], {"row": n})
+        text_only += best.fact_id != nearest.fact_id
+    assert text_only, "no hybrid winner came from the full text alone: the test asks nothing"
+
+
 async def test_keyword_mode_ranks_by_every_word_common_ones_too(store: KnowledgeStore) -> None:
     # "team" and the colour are in half of these facts each: without them violet-15 and red-15 would tie.
     await store.store_many([{"content": f"Team {colour}-{n} holds its stand-up at {9 + n % 3}:00.",
