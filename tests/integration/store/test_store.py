@@ -80,6 +80,26 @@ async def test_dedup_finds_content_stored_under_an_explicit_id(store: KnowledgeS
     assert again.fact_id == "physics.boil" and not again.created
 
 
+async def test_store_facts_dedups_within_the_call_and_against_what_is_stored(store: KnowledgeStore) -> None:
+    # Item 40 repeats a fact stored before, item 55 repeats item 2 of the same call; every vector must be its own
+    # content's (one embedding batch for all 60).
+    here = await store.store_fact("The lighthouse keeper was already here.")
+    batch: list[dict[str, Any]] = [{"content": f"Batch fact {i}: the lighthouse keeper logs ship number {i}."}
+                                   for i in range(60)]
+    batch[40] = {"content": "The lighthouse keeper was already here.", "tags": ["again"]}
+    batch[55] = {"content": batch[2]["content"]}
+    batch[30] = {"content": "Given id, given lifetime.", "fact_id": "given.30", "ttl_s": 3600}
+    stored = await store.store_facts(batch)
+    assert stored[30].fact_id == "given.30" and stored[30].expires_at is not None
+    assert stored[40].fact_id == here.fact_id and not stored[40].created
+    assert "again" in (await store.get_fact(here.fact_id)).tags
+    assert stored[55].fact_id == stored[2].fact_id and stored[2].created + stored[55].created == 1
+    assert await store.count() == 1 + 58
+    for i in (0, 24, 25, 49, 50, 59):
+        (hit,) = await store.semantic_search(batch[i]["content"], top_k=1, mode="vector")
+        assert hit.fact_id == stored[i].fact_id and hit.similarity > 0.9999, (i, hit)
+
+
 @pytest.mark.parametrize(("kwargs", "field"), [
     ({"content": ""}, "content"),
     ({"content": "   \n"}, "content"),
