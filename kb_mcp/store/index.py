@@ -17,7 +17,7 @@ from kb_mcp.store.context import StoreContext
 from kb_mcp.store.filters import where_clauses
 from kb_mcp.store.legacy import LegacyLayout
 from kb_mcp.store.model_record import ModelRecord
-from kb_mcp.store.replies import field_names, index_dim, pairs
+from kb_mcp.store.replies import field_names, index_dim, pairs, vector_attributes
 from kb_mcp.store.schema import create_index_args, filter_field, index_schema
 from kb_mcp.store.search.querytext import tag_clauses, time_clauses
 
@@ -36,6 +36,7 @@ class SearchIndex:
         self.schema = index_schema(ctx.keyspace, ctx.settings, ctx.embedding.dim)
         self._ready = False
         self.filter_keys: frozenset[str] = frozenset()  # the declared filter keys the existing index really has
+        self.hnsw = False  # whether the existing index's vectors are in an HNSW graph (a query may then set EF_RUNTIME)
         self._model_checked_until = time.monotonic() + MODEL_RECHECK_S
         self.lock = asyncio.Lock()
 
@@ -99,6 +100,7 @@ class SearchIndex:
                     "KB_NAMESPACE, or embed every fact again with this model: kb-mcp reindex --re-embed")
             await ModelRecord(self._ctx).claim()
             held = field_names(info or {})
+            self.hnsw = vector_attributes(info or {}).get("algorithm") == "HNSW"
             self.filter_keys = frozenset(k for k in self._ctx.settings.filter_field_types if filter_field(k) in held)
             if len(self.filter_keys) < len(self._ctx.settings.filter_field_types):
                 log.warning("index %s lacks filter fields of KB_FILTER_FIELDS: run kb-mcp reindex", self.name)

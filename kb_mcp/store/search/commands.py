@@ -23,12 +23,14 @@ Filters = list[str]  # query clauses every hit must satisfy (SearchIndex.scope: 
 
 
 def knn_command(index: str, vector: np.ndarray[Any, Any], k: int, filters: Filters, *, whole: bool = False,
-                also: tuple[str, ...] = ()) -> list[Any]:
+                also: tuple[str, ...] = (), ef_runtime: int | None = None) -> list[Any]:
     """The query LlamaIndex's RedisVectorStore builds for this index, as one FT.SEARCH (building it through
     VectorStoreQuery and redisvl, and parsing nodes back, cost more than the KNN itself). SORTBY: without it
-    RediSearch may return the neighbours out of order. `whole`: each hit's fields too, else its distance."""
+    RediSearch may return the neighbours out of order. `whole`: each hit's fields too, else its distance;
+    `ef_runtime` (HNSW only) overrides the index's candidate list for this query."""
     clauses = " ".join(filters)
-    q = f"{f'({clauses})' if clauses else '*'}=>[KNN {k} @{F_VECTOR} $vector AS {DISTANCE}]"
+    ef = f" EF_RUNTIME {ef_runtime}" if ef_runtime is not None else ""
+    q = f"{f'({clauses})' if clauses else '*'}=>[KNN {k} @{F_VECTOR} $vector{ef} AS {DISTANCE}]"
     blob = np.asarray(vector, dtype=np.float32).tobytes()
     fields = [*HIT_FIELDS, DISTANCE, *also] if whole else [DISTANCE, *also]
     return ["FT.SEARCH", index, q, "PARAMS", 2, "vector", blob, "SORTBY", DISTANCE, "ASC",

@@ -17,6 +17,7 @@ from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
 from kb_mcp.config import Settings
+from kb_mcp.store import KnowledgeStore
 from tests.support.mcp import KB_MCP, TOOLS, http_server, in_process, kb_env, text
 
 pytestmark = pytest.mark.anyio
@@ -133,6 +134,24 @@ async def test_a_paraphrase_of_an_existing_fact_is_pointed_out(settings: Setting
         assert second.structured_content
         similar = second.structured_content["similar"]
         assert [s["fact_id"] for s in similar] == ["user.colour"] and similar[0]["similarity"] >= 0.85
+
+
+async def test_the_hint_survives_the_index_rebuilt_as_flat_under_a_running_server(
+        make_settings: Callable[..., Settings], embedding: Any, raw_redis: aioredis.Redis) -> None:
+    # The hint's KNN sets EF_RUNTIME, which a FLAT index refuses: a server that saw HNSW must notice the rebuild.
+    async with KnowledgeStore.open(make_settings(), embedding=embedding) as running:
+        try:
+            await running.store_fact("The user's favourite colour is green.", fact_id="user.colour")
+            assert running.index_name.encode() in await raw_redis.execute_command("FT._LIST")
+            await raw_redis.execute_command("FT.DROPINDEX", running.index_name)  # the facts stay
+            async with KnowledgeStore.open(make_settings(vector_algorithm="flat"), embedding=embedding) as other:
+                await other.ensure_index()
+                while (await other.stats()).index_state != "ready":  # FLAT re-reads the stored facts first
+                    await asyncio.sleep(0.05)
+            again = await running.store_fact("The user's favorite color is green.")
+            assert [s.fact_id for s in again.similar] == ["user.colour"]
+        finally:
+            await running.drop_namespace()
 
 
 async def test_the_response_budget_caps_long_results(make_settings: Callable[..., Settings], embedding: Any) -> None:
