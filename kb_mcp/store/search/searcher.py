@@ -84,19 +84,19 @@ class Searcher:
                       limit: int = 3) -> list[SimilarFact]:
         """Up to `limit` facts other than `exclude` whose similarity to `vector` is at least `threshold`, by a KNN
         with the shorter candidate list KB_SIMILAR_EF_RUNTIME on an HNSW index."""
-        await self._index.ready()
-        ef = self._ctx.settings.similar_ef_runtime if self._index.hnsw else None
-        try:
-            raw = await self._one_search("vector search", knn_command(self._index.name, vector, limit + 1, [],
-                                                                      ef_runtime=ef))
-        except ResponseError:
-            if ef is None:
-                raise
-            self._index.forget()  # rebuilt as FLAT meanwhile (kb-mcp reindex)? Read it again; then ask without EF
+        async def nearest() -> Any:
             await self._index.ready()
-            if self._index.hnsw:
+            ef = self._ctx.settings.similar_ef_runtime if self._index.hnsw else None
+            return await self._one_search("vector search", knn_command(self._index.name, vector, limit + 1, [],
+                                                                       ef_runtime=ef))
+
+        try:
+            raw = await nearest()
+        except ResponseError:
+            if not self._index.hnsw:
                 raise
-            raw = await self._one_search("vector search", knn_command(self._index.name, vector, limit + 1, []))
+            self._index.forget()  # rebuilt as FLAT meanwhile (kb-mcp reindex)? Read it again and ask once more
+            raw = await nearest()
         near = [c for c, _ in raw_vector_hits(self._ctx, raw)]
         return [SimilarFact(fact_id=c.fact_id, similarity=round(c.similarity or 0.0, 6)) for c in near
                 if c.fact_id != exclude and (c.similarity or 0.0) >= threshold][:limit]
