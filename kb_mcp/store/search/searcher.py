@@ -1,10 +1,10 @@
 """semantic_search in its three modes: by meaning (KNN over the RedisVectorStore's index), by words (BM25STD over
 the facts' stems, `terms`) and hybrid (both, fused in `fusion`).
 
-Hybrid asks the full text for KB_HYBRID_CANDIDATES facts while the model embeds the query, each hit with its stored
-vector, so every candidate's cosine similarity is known without a round trip and `similarity` (and `min_score`) mean
-the same in every mode; then the KNN for the `top_k` nearest, its hits whole. Winners only the full text found are
-read in one pipelined HMGET.
+Hybrid asks the full text for KB_HYBRID_CANDIDATES facts while the model embeds the query, each hit whole with its
+stored vector, so every candidate's cosine similarity is known without a round trip and `similarity` (and
+`min_score`) mean the same in every mode; then the KNN for the `top_k` nearest, its hits whole too: a search is two
+FT.SEARCH calls and nothing more.
 """
 
 from __future__ import annotations
