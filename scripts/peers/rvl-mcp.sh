@@ -14,9 +14,13 @@ bash "$ROOT/scripts/setup.sh"
 KBPY=$ROOT/.venv/bin/python
 {
   if [[ ! -x $VENV/bin/rvl ]]; then
-    echo "peers: installing redisvl[mcp]==0.28.0 + sentence-transformers[onnx] into $VENV (~6 GB, a few minutes)"
+    echo "peers: installing redisvl[mcp]==0.28.0 + sentence-transformers[onnx] into $VENV (1.6 GB with a CPU build of torch, ~6 GB with a CUDA one; a few minutes)"
     python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "redisvl[mcp]==0.28.0" "sentence-transformers[onnx]"
+    # A current pip first: the venv's own (23.x) backtracked for over 20 min on these requirements, 26.x resolves
+    # them in about a minute. torch pinned: an unpinned one resolves to the newest CUDA build.
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check torch==2.13.0 "redisvl[mcp]==0.28.0" \
+      "sentence-transformers[onnx]"
   fi
   # A sentence-transformers folder around kb-mcp's own ONNX file and tokenizer: mean pooling + normalisation, the
   # same vectors kb-mcp computes (checked below), so both servers do the same model work.
