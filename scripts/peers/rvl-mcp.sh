@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds Redis's own MCP server (RedisVL 0.28 `rvl mcp`) beside kb-mcp, on the SAME model file kb-mcp uses, and runs
-# scripts/peers/compare.py against both. Not part of the test suite: the venv is ~6 GB (sentence-transformers needs
-# torch, which pulls CUDA libraries) and ~3 min to install. Everything lands in .tools/peers/.
+# scripts/peers/compare.py against both. Not part of the test suite: the venv is 1.6 GB with a CPU build of torch
+# (sentence-transformers needs it), ~6 GB with a CUDA one, and a few minutes to install. Everything lands in
+# .tools/peers/.
 #   bash scripts/peers/rvl-mcp.sh [compare.py options]      e.g.  --facts 2000 --searches 200 --rounds 2
 # KB_REDIS_URL (default: the scripts/redis-stack.sh server, started if needed) is shared by both servers; each uses
 # its own index and prefix and drops it before a round.
