@@ -1,10 +1,10 @@
 """semantic_search in its three modes: by meaning (KNN over the RedisVectorStore's index), by words (BM25STD over
 the facts' stems, `terms`) and hybrid (both, fused in `fusion`).
 
-Hybrid asks the full text for KB_HYBRID_CANDIDATES facts while the model embeds the query, each hit whole with its
-stored vector, so every candidate's cosine similarity is known without a round trip and `similarity` (and
-`min_score`) mean the same in every mode; then the KNN for the `top_k` nearest, its hits whole too: a search is two
-FT.SEARCH calls and nothing more.
+Hybrid embeds the query, then asks the full text for KB_HYBRID_CANDIDATES facts and the KNN for the `top_k` nearest
+at once, every hit whole (the full text's with its stored vector, so every candidate's cosine similarity is known
+without a round trip and `similarity`, and `min_score`, mean the same in every mode): a search is two FT.SEARCH
+calls and nothing more.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ class Searcher:
             rows = raw_vector_hits(self._ctx, raw)
             return _hits(ask.rank([(c, c.similarity or 0.0) for c, _ in rows]), _by_id(rows), top_k, min_score)
         command = text_command(self._index.name, query_stems(query), ask.depth, filters, also=ask.also)
-        asked, rows = await asyncio.gather(self._ctx.embed_query(query), self._keyword_hits(command, []))
+        asked = await self._ctx.embed_query(query)  # first: see _hybrid
+        rows = await self._keyword_hits(command, [])
         _similarities([c for c, _ in rows], asked.vector)
         return _hits(ask.rank([(c, c.bm25 or 0.0) for c, _ in rows]), _by_id(rows), top_k, min_score)
 
@@ -102,9 +103,10 @@ class Searcher:
                 if c.fact_id != exclude and (c.similarity or 0.0) >= threshold][:limit]
 
     async def _hybrid(self, query: str, ask: Ask, filters: Filters, min_score: float | None) -> list[ScoredFact]:
-        """The full text is sent first and runs while the model embeds the query (it needs no vector); its hits
-        come back whole with their vectors and stems, so every candidate's similarity is known when the KNN's answer
-        comes, and a winner only the full text found needs no read of its own."""
+        """The model first, then both sides at once. The full text needs no vector, but sent before the model it is
+        read (50 whole hits) while the model's threads run, and on two cores that slowed the search more than it hid
+        (docs/benchmarks.md). Its hits come back whole with their vectors and stems: every candidate's similarity is
+        known when both answers are in, and a winner only the full text found needs no read of its own."""
         settings = self._ctx.settings
         top_k = ask.top_k
         depth = max(top_k, settings.hybrid_candidates)
@@ -114,10 +116,10 @@ class Searcher:
         nearest = depth if settings.hybrid_fusion == "rrf" else ask.depth
         stems = query_stems(query)
         text = text_command(self._index.name, stems, depth, filters, held=True, also=ask.also)
-        # Its hits are parsed (and the stems they hold found) as soon as they come, while the model still runs.
+        asked = await self._ctx.embed_query(query)
+        # The full text goes out right behind the KNN, on its own connection; each reply is read as it comes.
         words = asyncio.ensure_future(self._keyword_hits(text, stems))
         try:
-            asked = await self._ctx.embed_query(query)
             knn = await self._one_search("vector search",
                                          knn_command(self._index.name, asked.vector, nearest, filters, whole=True,
                                                      also=ask.also))
