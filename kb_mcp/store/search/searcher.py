@@ -76,8 +76,8 @@ class Searcher:
             rows = raw_vector_hits(self._ctx, raw)
             return _hits(ask.rank([(c, c.similarity or 0.0) for c, _ in rows]), _by_id(rows), top_k, min_score)
         command = text_command(self._index.name, query_stems(query), ask.depth, filters, also=ask.also)
-        asked = await self._ctx.embed_query(query)  # first: see _hybrid
-        rows = await self._keyword_hits(command, [])
+        # Its one search overlaps the model (unlike _hybrid's): it reads only top_k hits (docs/benchmarks.md).
+        asked, rows = await asyncio.gather(self._ctx.embed_query(query), self._keyword_hits(command, []))
         _similarities([c for c, _ in rows], asked.vector)
         return _hits(ask.rank([(c, c.bm25 or 0.0) for c, _ in rows]), _by_id(rows), top_k, min_score)
 
@@ -117,7 +117,7 @@ class Searcher:
         stems = query_stems(query)
         text = text_command(self._index.name, stems, depth, filters, held=True, also=ask.also)
         asked = await self._ctx.embed_query(query)
-        # The full text goes out right behind the KNN, on its own connection; each reply is read as it comes.
+        # Both searches in flight at once, each on its own connection; each reply is read as it comes.
         words = asyncio.ensure_future(self._keyword_hits(text, stems))
         try:
             knn = await self._one_search("vector search",
