@@ -21,6 +21,38 @@ from kb_mcp.store.schema import Keyspace
 
 T = TypeVar("T")
 
+# One embedding call holds at most EMBED_CALL_TEXTS texts and the tokens a third of KB_TIMEOUT_INDEX embeds at the
+# slowest rate a 2-core machine was seen to run the model while the last call's facts were written beside it
+# (~2,400 tokens/s: a fixed 24,576 tokens, ~3 s of model time on a quiet day, overran 10 s there). Longer lists go
+# as several calls, each under its own deadline (docs/retrieval.md, Memory).
+EMBED_CALL_TEXTS = 1024
+SLOWEST_TOKENS_PER_S = 2_000
+MIN_CALL_TOKENS = 512
+
+
+def call_tokens(index_timeout_s: float) -> int:
+    """Tokens per embedding call for an index deadline (6,666 at the default 10 s)."""
+    return max(MIN_CALL_TOKENS, int(SLOWEST_TOKENS_PER_S * index_timeout_s / 3))
+
+
+def embedding_calls(items: list[T], cost: Callable[[T], int], index_timeout_s: float) -> list[list[T]]:
+    """`items` in order, cut into embedding calls of at most EMBED_CALL_TEXTS items and call_tokens() tokens by
+    `cost` (an item heavier than that is a call of its own)."""
+    budget = call_tokens(index_timeout_s)
+    calls: list[list[T]] = []
+    current: list[T] = []
+    weight = 0
+    for item in items:
+        tokens = cost(item)
+        if current and (len(current) == EMBED_CALL_TEXTS or weight + tokens > budget):
+            calls.append(current)
+            current, weight = [], 0
+        current.append(item)
+        weight += tokens
+    if current:
+        calls.append(current)
+    return calls
+
 
 @dataclass(frozen=True)
 class StoreContext:
@@ -69,8 +101,13 @@ class StoreContext:
         return await bounded(kind, awaitable, op, policy=self.settings.timeouts, observe=self.observe)
 
     async def embed(self, texts: list[str], op: str) -> np.ndarray[Any, Any]:
-        """Vectors for `texts` within the index deadline (KB_TIMEOUT_INDEX)."""
-        return await self.bounded("index", self.embedding.aembed(texts), op)
+        """Vectors for `texts`, each embedding call (embedding_calls) within the index deadline, KB_TIMEOUT_INDEX: a
+        store_facts of 100 abstracts is several calls (a text's vector does not depend on its batch: tested)."""
+        if len(texts) <= 1:
+            return await self.bounded("index", self.embedding.aembed(texts), op)
+        calls = embedding_calls(texts, self.embedding.cost, self.settings.timeouts.index_s)
+        parts = [await self.bounded("index", self.embedding.aembed(call), op) for call in calls]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     async def embed_query(self, text: str) -> QueryVector:
         """The vector (and token states) of a search query, from the process's query cache when it was asked

@@ -17,7 +17,6 @@ from kb_mcp.store.listing import Reader
 from kb_mcp.store.records import build_record, format_ts, vector_bytes
 from kb_mcp.store.writes import Writer
 
-EMBED_BATCH = 64  # chunks per embedding call
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
 GENERATION_CHARS = 8
 MAX_DOC_ID_CHARS = 110  # chunk ids add '.<generation>.00000' and must stay valid fact ids (<= 128)
@@ -56,9 +55,7 @@ class Documents:
         # then the old ones are removed. A failure half-way (model, Redis) leaves the old document whole.
         generation = hashlib.sha256(f"{chunk_tokens}/{overlap_tokens}/{text}".encode("utf-8", "surrogatepass"))
         ids = [f"{doc_id}.{generation.hexdigest()[:GENERATION_CHARS]}.{i:05d}" for i in range(len(chunks))]
-        vectors = []
-        for start in range(0, len(chunks), EMBED_BATCH):  # every chunk embedded before anything is written
-            vectors += list(await self._ctx.embed(chunks[start:start + EMBED_BATCH], f"embed document {doc_id}"))
+        vectors = await self._ctx.embed(chunks, f"embed document {doc_id}")  # every chunk before anything is written
         now = format_ts(time.time())
         records = [(ids[i], build_record(ids[i], chunk, {**metadata, "chunk": i}, tags, vector_bytes(vectors[i]),
                                          updated_at=now, doc_id=doc_id, created_at=now))

@@ -15,7 +15,7 @@ from kb_mcp.facts import rules
 from kb_mcp.facts.identity import content_hash, derived_id
 from kb_mcp.facts.models import Fact, Scalar, SimilarFact, StoredFact, UpdatedFact
 from kb_mcp.facts.rules import CONTENT, FACT_ID, MAX_BATCH, TTL, TTL_UPDATE, valid
-from kb_mcp.store.context import StoreContext
+from kb_mcp.store.context import StoreContext, embedding_calls
 from kb_mcp.store.filters import check_metadata
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.listing import Reader
@@ -24,10 +24,6 @@ from kb_mcp.store.schema import F_EXPIRES
 from kb_mcp.store.search.searcher import Searcher
 from kb_mcp.store.writes import PUT_MISSING, PutMode, Writer
 
-# Per embedding call on the bulk path: at most this many texts and tokens, so that one call stays well inside
-# KB_TIMEOUT_INDEX whether the facts are one-line notes or 256-token abstracts (docs/retrieval.md, Memory).
-BULK_EMBED_TEXTS = 1024
-BULK_EMBED_TOKENS = 24_576
 ID_ATTEMPTS = 3
 
 
@@ -212,20 +208,8 @@ class Ingest:
                           updated_at=to_datetime(now), expires_at=existing.expires_at)
 
     def _chunks(self, prepared: list[Prepared]) -> list[list[Prepared]]:
-        """`prepared` cut into embedding calls of at most BULK_EMBED_TEXTS texts and BULK_EMBED_TOKENS tokens."""
-        chunks: list[list[Prepared]] = []
-        current: list[Prepared] = []
-        weight = 0
-        for item in prepared:
-            cost = self._ctx.embedding.cost(item[1])
-            if current and (len(current) == BULK_EMBED_TEXTS or weight + cost > BULK_EMBED_TOKENS):
-                chunks.append(current)
-                current, weight = [], 0
-            current.append(item)
-            weight += cost
-        if current:
-            chunks.append(current)
-        return chunks
+        """`prepared` cut as one embedding call each (the write of one overlaps the model's work on the next)."""
+        return embedding_calls(prepared, lambda p: self._ctx.embedding.cost(p[1]), self._ctx.settings.timeouts.index_s)
 
     async def store_many(self, facts: list[dict[str, Any]]) -> list[str]:
         """Bulk path: validate all, embed in batches, pipelined writes. Items take store_fact's arguments;

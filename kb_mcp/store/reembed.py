@@ -15,7 +15,7 @@ from kb_mcp.store.scan import iter_keys
 from kb_mcp.store.schema import F_HASH, F_TEXT, F_VECTOR
 from kb_mcp.store.writes import Writer
 
-EMBED_BATCH = 64  # facts per embedding call while re-embedding
+EMBED_BATCH = 64  # facts read, embedded and written together while re-embedding
 
 
 @dataclass(frozen=True)
