@@ -25,6 +25,7 @@ from kb_mcp.embeddings.base import KbEmbedding, Vectors
 from kb_mcp.errors import InvalidInput, NotFound, StoreUnavailable
 from kb_mcp.server import tools
 from kb_mcp.store import KnowledgeStore
+from kb_mcp.store.context import call_tokens
 from kb_mcp.store.transfer import Transfer
 from tests.support.faultproxy import FaultProxy
 from tests.support.mcp import KB_MCP, embedding_endpoint, in_process, kb_env, stall, text
@@ -128,12 +129,13 @@ async def test_a_failed_reingest_leaves_the_old_document_whole(settings: Setting
     flaky = FlakyEmbedding(embedding)
     old_text = " ".join(f"Old sentence {i} says something about topic {i % 5}." for i in range(400))
     new_text = " ".join(f"New sentence {i} says something else about {i % 3}." for i in range(400))
-    async with KnowledgeStore.open(settings, embedding=flaky) as kb:
+    tight = settings.model_copy(update={"timeout_index": 2.0})  # 1,333 tokens per embedding call
+    async with KnowledgeStore.open(tight, embedding=flaky) as kb:
         try:
             old_ids = await kb.add_document(text=old_text, doc_id="manual", chunk_tokens=40, overlap_tokens=0)
-            assert len(old_ids) > 64  # more than one embedding batch
+            assert len(old_ids) * 40 > 2 * call_tokens(tight.timeouts.index_s)  # three embedding calls or more
             before = {i: (await kb.get_fact(i)).content for i in old_ids}
-            flaky.fail_after(1)  # the second batch of the new text fails
+            flaky.fail_after(1)  # the second embedding call of the new text fails
             with pytest.raises(StoreUnavailable):
                 await kb.add_document(text=new_text, doc_id="manual", chunk_tokens=40, overlap_tokens=0)
             assert {i: (await kb.get_fact(i)).content for i in old_ids} == before
