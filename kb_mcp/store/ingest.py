@@ -61,8 +61,8 @@ class Ingest:
 
     async def store_facts(self, items: list[dict[str, Any]]) -> list[StoredFact]:
         """store_fact for up to MAX_BATCH facts at once: every item is checked before anything is written (an
-        invalid one is named, `facts[3].tags`, and nothing is stored); then one embedding batch and one pipelined
-        write. Results come in input order."""
+        invalid one is named, `facts[3].tags`, and nothing is stored); then they are embedded together (in calls
+        sized to the deadline) and written in one pipeline. Results come in input order."""
         if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
             raise InvalidInput("facts", f"must be a list of 1 to {MAX_BATCH} facts")
         prepared = []

@@ -146,7 +146,7 @@ class KnowledgeStore:
         return await self._ingest.update_fact(fact_id, content=content, tags=tags, metadata=metadata, ttl_s=ttl_s)
 
     async def store_facts(self, items: list[dict[str, Any]]) -> list[StoredFact]:
-        """Up to 100 facts, all checked first (nothing stored if one is invalid); one embedding batch, one write."""
+        """Up to 100 facts, all checked first (nothing stored if one is invalid); embedded together, one write."""
         return await self._ingest.store_facts(items)
 
     async def store_many(self, facts: list[dict[str, Any]]) -> list[str]:
