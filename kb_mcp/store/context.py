@@ -21,10 +21,11 @@ from kb_mcp.store.schema import Keyspace
 
 T = TypeVar("T")
 
-# One embedding call holds at most EMBED_CALL_TEXTS texts and the tokens a third of KB_TIMEOUT_INDEX embeds at the
-# slowest rate a 2-core machine was seen to run the model while the last call's facts were written beside it
-# (~2,400 tokens/s: a fixed 24,576 tokens, ~3 s of model time on a quiet day, overran 10 s there). Longer lists go
-# as several calls, each under its own deadline (docs/retrieval.md, Memory).
+# One embedding call holds at most EMBED_CALL_TEXTS texts and the tokens a third of KB_TIMEOUT_INDEX embeds at
+# about the slowest rate a 2-core machine was seen to run the model while the last call's facts were written beside
+# it (~2,400 tokens/s: a fixed 24,576 tokens, ~3 s on a quiet day, overran 10 s there; ~1,700 with two busy loops
+# beside it, where calls of 6,666 tokens took at most 4 s). Longer lists go as several calls, each under its own
+# deadline (docs/retrieval.md, Memory; docs/benchmarks.md).
 EMBED_CALL_TEXTS = 1024
 SLOWEST_TOKENS_PER_S = 2_000
 MIN_CALL_TOKENS = 512

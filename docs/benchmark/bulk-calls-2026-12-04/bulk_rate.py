@@ -8,7 +8,7 @@ from kb_mcp.config import Settings
 from kb_mcp.embeddings.onnx import OnnxMiniLMEmbedding
 from kb_mcp.store import KnowledgeStore
 
-docs = list(beir.read_beir(Path("/work/shared/data/beir-scifact"), "test", max_queries=0, max_docs=600).documents.values())[:600]
+docs = list(beir.read_beir(Path(__file__).resolve().parents[4] / "shared" / "data" / "beir-scifact", "test", max_queries=0, max_docs=600).documents.values())[:600]
 emb = OnnxMiniLMEmbedding()
 RATES = {"6666": 2000, "24576": 24576 * 3 / 10}
 
