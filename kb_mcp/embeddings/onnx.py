@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -116,9 +117,20 @@ class OnnxMiniLMEmbedding(KbEmbedding):
         return out
 
     async def aembed(self, texts: list[str]) -> Vectors:
-        # Off the loop (or one search would stall every other tool), coalesced with concurrent requests.
-        # On timeout bounded() stops waiting; the batch still finishes for the others.
-        return await self._coalescer.embed(texts)
+        """Off the loop (or one search would stall every other tool), coalesced with concurrent requests. A list
+        longer than one ONNX run goes to the coalescer a run at a time, so a search arriving meanwhile waits for the
+        run in progress, not for the whole list. On timeout bounded() stops waiting; a run in progress still
+        finishes for the others."""
+        if len(texts) <= 1:
+            return await self._coalescer.embed(texts)
+        lengths = await asyncio.to_thread(lambda: [len(e.ids) for e in self._tokenizer.encode_batch(texts)])
+        runs = token_batches(sorted(range(len(texts)), key=lambda i: lengths[i]), lengths)
+        if len(runs) == 1:
+            return await self._coalescer.embed(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for rows in runs:
+            out[rows] = await self._coalescer.embed([texts[i] for i in rows])
+        return out
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

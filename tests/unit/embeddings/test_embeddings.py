@@ -63,6 +63,20 @@ async def test_concurrent_requests_are_coalesced_and_exact(embedding: OnnxMiniLM
     assert np.abs(single[0] - expected[0]).max() < 1e-4  # both sessions give the same vector
 
 
+async def test_a_long_list_goes_a_run_at_a_time_and_a_query_need_not_wait_for_all_of_it(
+        embedding: OnnxMiniLMEmbedding) -> None:
+    long = [f"Passage {i}: " + "several words of a long abstract about cells and proteins " * (8 + i % 9)
+            for i in range(120)]
+    assert len(token_batches(list(range(120)), [embedding.cost(t) for t in long])) > 4  # several ONNX runs
+    listing = asyncio.create_task(embedding.aembed(long))
+    await asyncio.sleep(0.05)  # the first run is under way
+    query = await embedding.aembed(["what do proteins do in a cell?"])
+    assert not listing.done()  # answered between two runs of the list, not after the whole of it
+    vectors = await listing
+    assert np.array_equal(vectors, embedding.embed(long))  # the runs' vectors put back in the list's order
+    assert np.array_equal(query[0], embedding.embed(["what do proteins do in a cell?"])[0])
+
+
 async def test_a_caller_that_gives_up_does_not_hurt_the_others(embedding: OnnxMiniLMEmbedding) -> None:
     texts = [item.fact for item in generate(40)]
     tasks = [asyncio.create_task(embedding.aembed([t])) for t in texts]
