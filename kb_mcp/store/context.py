@@ -105,10 +105,19 @@ class StoreContext:
         """Vectors for `texts`, each embedding call (embedding_calls) within the index deadline, KB_TIMEOUT_INDEX: a
         store_facts of 100 abstracts is several calls (a text's vector does not depend on its batch: tested)."""
         if len(texts) <= 1:
-            return await self.bounded("index", self.embedding.aembed(texts), op)
-        calls = embedding_calls(texts, self.embedding.cost, self.settings.timeouts.index_s)
-        parts = [await self.bounded("index", self.embedding.aembed(call), op) for call in calls]
+            return await self.embed_call(texts, op)
+        parts = [await self.embed_call(call, op) for call in await self.cut_for_embedding(texts, lambda t: t)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    async def embed_call(self, texts: list[str], op: str) -> np.ndarray[Any, Any]:
+        """Vectors for one embedding call (a list cut_for_embedding made) within the index deadline."""
+        return await self.bounded("index", self.embedding.aembed(texts), op)
+
+    async def cut_for_embedding(self, items: list[T], text: Callable[[T], str]) -> list[list[T]]:
+        """`items` as embedding calls (embedding_calls), their texts weighed off the event loop (~0.7 ms per
+        abstract: a load's worth would stall every other tool)."""
+        costs = await asyncio.to_thread(lambda: {id(item): self.embedding.cost(text(item)) for item in items})
+        return embedding_calls(items, lambda item: costs[id(item)], self.settings.timeouts.index_s)
 
     async def embed_query(self, text: str) -> QueryVector:
         """The vector (and token states) of a search query, from the process's query cache when it was asked

@@ -15,7 +15,7 @@ from kb_mcp.facts import rules
 from kb_mcp.facts.identity import content_hash, derived_id
 from kb_mcp.facts.models import Fact, Scalar, SimilarFact, StoredFact, UpdatedFact
 from kb_mcp.facts.rules import CONTENT, FACT_ID, MAX_BATCH, TTL, TTL_UPDATE, valid
-from kb_mcp.store.context import StoreContext, embedding_calls
+from kb_mcp.store.context import StoreContext
 from kb_mcp.store.filters import check_metadata
 from kb_mcp.store.index import SearchIndex
 from kb_mcp.store.listing import Reader
@@ -207,10 +207,6 @@ class Ingest:
         return StoredFact(fact_id=existing.fact_id, created=False, created_at=existing.created_at,
                           updated_at=to_datetime(now), expires_at=existing.expires_at)
 
-    def _chunks(self, prepared: list[Prepared]) -> list[list[Prepared]]:
-        """`prepared` cut as one embedding call each (the write of one overlaps the model's work on the next)."""
-        return embedding_calls(prepared, lambda p: self._ctx.embedding.cost(p[1]), self._ctx.settings.timeouts.index_s)
-
     async def store_many(self, facts: list[dict[str, Any]]) -> list[str]:
         """Bulk path: validate all, embed in batches, pipelined writes. Items take store_fact's arguments;
         an item without fact_id gets its content-derived id (no dedup search). Nothing is written if any is bad."""
@@ -223,10 +219,11 @@ class Ingest:
             prepared.append((fid, content, self._metadata(item.get("metadata"), f"facts[{i}].metadata"),
                              rules.tags(item.get("tags"), f"facts[{i}].tags")))
         await self._index.ready()
-        chunks = self._chunks(prepared)
+        # One embedding call per chunk: the write of one overlaps the model's work on the next.
+        chunks = await self._ctx.cut_for_embedding(prepared, lambda p: p[1])
 
         def embed(chunk: list[Prepared]) -> asyncio.Task[np.ndarray[Any, Any]]:
-            return asyncio.ensure_future(self._ctx.embed([p[1] for p in chunk], "embed batch"))
+            return asyncio.ensure_future(self._ctx.embed_call([p[1] for p in chunk], "embed batch"))
 
         pending = embed(chunks[0]) if chunks else None
         try:
