@@ -2,16 +2,15 @@
 the facts' stems, `terms`) and hybrid (both, fused in `fusion`).
 
 Hybrid embeds the query, then asks the full text for KB_HYBRID_CANDIDATES facts and the KNN for the `top_k` nearest
-at once, every hit whole (the full text's with its stored vector, so every candidate's cosine similarity is known
-without a round trip and `similarity`, and `min_score`, mean the same in every mode): a search is two FT.SEARCH
-calls and nothing more.
+in one pipeline, every hit whole (the full text's with its stored vector, so every candidate's cosine similarity is
+known without a round trip and `similarity`, and `min_score`, mean the same in every mode): a search is one round
+trip of two FT.SEARCH and nothing more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,10 +102,10 @@ class Searcher:
                 if c.fact_id != exclude and (c.similarity or 0.0) >= threshold][:limit]
 
     async def _hybrid(self, query: str, ask: Ask, filters: Filters, min_score: float | None) -> list[ScoredFact]:
-        """The model first, then both sides at once. The full text needs no vector, but sent before the model it is
-        read (50 whole hits) while the model's threads run, and on two cores that slowed the search more than it hid
-        (docs/benchmarks.md). Its hits come back whole with their vectors and stems: every candidate's similarity is
-        known when both answers are in, and a winner only the full text found needs no read of its own."""
+        """The model first, then both sides as one pipeline. The full text needs no vector, but sent before the model
+        it is read (50 whole hits) while the model's threads run, and on two cores that slowed the search more than it
+        hid (docs/benchmarks.md). Its hits come back whole with their vectors and stems: every candidate's similarity
+        is known when both answers are in, and a winner only the full text found needs no read of its own."""
         settings = self._ctx.settings
         top_k = ask.top_k
         depth = max(top_k, settings.hybrid_candidates)
@@ -117,19 +116,10 @@ class Searcher:
         stems = query_stems(query)
         text = text_command(self._index.name, stems, depth, filters, held=True, also=ask.also)
         asked = await self._ctx.embed_query(query)
-        # Both searches in flight at once, each on its own connection; each reply is read as it comes.
-        words = asyncio.ensure_future(self._keyword_hits(text, stems))
-        try:
-            knn = await self._one_search("vector search",
-                                         knn_command(self._index.name, asked.vector, nearest, filters, whole=True,
-                                                     also=ask.also))
-        except BaseException:
-            words.cancel()  # the error the caller gets is this side's, and no full-text reply is left unread
-            with suppress(BaseException):
-                await words
-            raise
-        by_words = await words
-        by_vector = raw_vector_hits(self._ctx, knn)
+        knn = knn_command(self._index.name, asked.vector, nearest, filters, whole=True, also=ask.also)
+        replies = await self._searches("hybrid search", [knn, *([text] if text else [])])
+        by_words = self._keyword_rows(replies[1] if text else None, stems)
+        by_vector = raw_vector_hits(self._ctx, replies[0])
         _similarities([c for c, _ in by_words], asked.vector)
         fields = _by_id(by_words) | _by_id(by_vector)
         cands = merge([c for c, _ in by_vector], [c for c, _ in by_words])
@@ -144,6 +134,17 @@ class Searcher:
                             ) -> list[tuple[Candidate, dict[bytes, Any]]]:
         """The full text's candidates (none without a word to search), each with those of `stems` it holds."""
         return self._keyword_rows(await self._one_search("keyword search", command) if command else None, stems)
+
+    async def _searches(self, op: str, commands: list[list[Any]]) -> list[Any]:
+        """Several FT.SEARCH as one pipeline under the search deadline, once the index exists: both sides of a hybrid
+        search take one connection, one write and one read (as two calls on two connections they cost ~0.1 ms more
+        CPU per search: docs/benchmarks.md)."""
+
+        def add(pipe: Any) -> None:
+            for command in commands:
+                pipe.execute_command(*command)
+
+        return await self._index.run(lambda: self._ctx.pipeline(op, add, SEARCH_DEADLINE))
 
     async def _one_search(self, op: str, command: list[Any]) -> Any:
         """One FT.SEARCH under the search deadline, once the index exists."""
