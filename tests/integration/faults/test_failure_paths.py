@@ -271,7 +271,8 @@ async def test_an_embedding_endpoint_answering_garbage_is_a_clear_error(make_set
 
 async def test_search_runs_under_the_index_deadline(settings: Settings, embedding: Any) -> None:
     """Every Redis step of semantic_search (the KNN, the full text, or hybrid's pipeline of both) is search work: it
-    runs under the 10 s index deadline, none under the 2 s Redis one."""
+    runs under the 10 s index deadline, none under the 2 s Redis one; and each mode is the model plus one Redis
+    round trip (hybrid's two FT.SEARCH go as one pipeline)."""
     async with in_process(settings, embedding) as (client, holder):
         await client.call_tool("store_fact", {"content": "deadline kinds"})
 
@@ -283,7 +284,7 @@ async def test_search_runs_under_the_index_deadline(settings: Settings, embeddin
         for mode, index_ops in (("vector", 2), ("hybrid", 2), ("keyword", 2)):  # embedding, then the Redis step
             before = (ops("index"), ops("redis"))
             await client.call_tool("semantic_search", {"query": f"deadline {mode}", "mode": mode})
-            assert ops("index") - before[0] >= index_ops and ops("redis") == before[1], mode
+            assert ops("index") - before[0] == index_ops and ops("redis") == before[1], mode
 
 
 class DeletingEmbedding(KbEmbedding):
