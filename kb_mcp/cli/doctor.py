@@ -76,11 +76,8 @@ async def run_doctor(settings: Settings) -> int:
                                 f"RediSearch {search}" if search else
                                 "not loaded: kb-mcp needs Redis Stack (scripts/redis-stack.sh start)"))
             aof = await manager.run("CONFIG GET", lambda r: r.config_get("appendonly", **on_owner(r)))
-            on = str(aof.get("appendonly", aof.get(b"appendonly", b"no"))) in ("yes", "b'yes'")
             fsync = await manager.run("CONFIG GET", lambda r: r.config_get("appendfsync", **on_owner(r)))
-            checks.append(Check("persistence (AOF)", "ok" if on else "warn",
-                                f"appendonly yes, appendfsync {_val(fsync, 'appendfsync')}" if on else
-                                "appendonly no: a Redis crash loses recent writes (CONFIG SET appendonly yes)"))
+            checks.append(_persistence(_val(aof, "appendonly"), _val(fsync, "appendfsync"), settings.durability))
             replication = await manager.run("INFO", lambda r: r.info("replication", **on_owner(r)))
             replicas = int(replication.get("connected_slaves", 0))
             wants_replica = settings.durability == "replica"
@@ -106,6 +103,22 @@ async def run_doctor(settings: Settings) -> int:
         checks.append(Check("breaker", "ok" if manager.breaker.state.value == "closed" else "warn",
                             manager.state().model_dump_json()))
     return _report(checks)
+
+
+def _persistence(appendonly: str, appendfsync: str, durability: str) -> Check:
+    """Whether a crash of Redis can lose an acknowledged write: only `appendfsync always`, or kb-mcp waiting for the
+    fsync or a replica, rules it out (with `everysec` Redis postpones the AOF write, not the reply, while an fsync
+    is running)."""
+    if appendonly != "yes":
+        return Check("persistence (AOF)", "warn",
+                     "appendonly no: a Redis crash loses recent writes (CONFIG SET appendonly yes)")
+    if appendfsync == "always" or durability != "none":
+        return Check("persistence (AOF)", "ok", f"appendonly yes, appendfsync {appendfsync}"
+                     + ("" if durability == "none" else f", KB_DURABILITY={durability}"))
+    loss = ("a Redis crash can lose up to 2 s of acknowledged writes when the disk is slow"
+            if appendfsync == "everysec" else "an OS crash can lose the acknowledged writes of the last 30 s or so")
+    return Check("persistence (AOF)", "warn", f"appendonly yes, appendfsync {appendfsync}: {loss} "
+                                              "(CONFIG SET appendfsync always, or KB_DURABILITY=fsync)")
 
 
 def _val(reply: dict[object, object], key: str) -> str:

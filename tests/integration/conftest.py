@@ -53,14 +53,15 @@ def local_sentinel() -> Iterator[LocalSentinel]:
 
 
 @pytest.fixture
-def redis_server_factory() -> Iterator[Callable[[], RedisServer]]:
+def redis_server_factory() -> Iterator[Callable[..., RedisServer]]:
     """Private Redis servers for fault tests; all stopped (or killed) at the end."""
     servers: list[RedisServer] = []
     tmp = tempfile.TemporaryDirectory(prefix="kb-fault-redis-")
 
-    def make() -> RedisServer:
+    def make(**env: str) -> RedisServer:
+        """A started server; `env` adds redis-stack.sh settings (REDIS_APPENDFSYNC=everysec...)."""
         server = RedisServer(free_port(), Path(tmp.name) / f"data-{len(servers)}")
-        server.start()
+        server.start(**env)
         servers.append(server)
         return server
 

@@ -118,6 +118,17 @@ def test_doctor_warns_when_aof_is_off(settings: Settings, redis_server_factory: 
     assert "verdict: WARN" in result.stdout
 
 
+def test_doctor_warns_when_redis_may_reply_before_the_aof_is_written(settings: Settings,
+                                                                     redis_server_factory: Any) -> None:
+    server = redis_server_factory(REDIS_APPENDFSYNC="everysec")
+    result = run(settings, "doctor", KB_REDIS_URL=server.url)
+    assert "WARN  persistence (AOF)" in result.stdout and "can lose up to 2 s of acknowledged writes" in result.stdout
+    waiting = run(settings, "doctor", KB_REDIS_URL=server.url, KB_DURABILITY="fsync")
+    assert "OK    persistence (AOF)" in waiting.stdout and "KB_DURABILITY=fsync" in waiting.stdout, waiting.stdout
+    default = run(settings, "doctor")  # the suite's Redis, started by scripts/redis-stack.sh with its defaults
+    assert "OK    persistence (AOF)" in default.stdout and "appendfsync always" in default.stdout, default.stdout
+
+
 def test_doctor_warns_when_the_index_was_built_with_other_settings(settings: Settings, cleanup: None) -> None:
     built = run(settings, "stats", KB_HNSW_M="8")  # creates the index with M 8
     assert built.returncode == 0, built.stderr
