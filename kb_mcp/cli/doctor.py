@@ -75,9 +75,8 @@ async def run_doctor(settings: Settings) -> int:
             checks.append(Check("search module", "ok" if search else "fail",
                                 f"RediSearch {search}" if search else
                                 "not loaded: kb-mcp needs Redis Stack (scripts/redis-stack.sh start)"))
-            aof = await manager.run("CONFIG GET", lambda r: r.config_get("appendonly", **on_owner(r)))
-            fsync = await manager.run("CONFIG GET", lambda r: r.config_get("appendfsync", **on_owner(r)))
-            checks.append(_persistence(_val(aof, "appendonly"), _val(fsync, "appendfsync"), settings.durability))
+            aof = await manager.run("CONFIG GET", lambda r: r.config_get("append*", **on_owner(r)))
+            checks.append(_persistence(_val(aof, "appendonly"), _val(aof, "appendfsync"), settings.durability))
             replication = await manager.run("INFO", lambda r: r.info("replication", **on_owner(r)))
             replicas = int(replication.get("connected_slaves", 0))
             wants_replica = settings.durability == "replica"
